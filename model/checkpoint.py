@@ -1,0 +1,108 @@
+"""weights/ = model.safetensors + config.json. The JSON says everything needed to rebuild the model.
+
+Loading reads the JSON, checks the weight file's sha256, builds the network and loads strictly.
+Only safetensors is read here: no pickle, so a weight file can never run code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .metadata import MetadataSpec
+from .network import ModelArgs, SkinLesionNet
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+CLASSES = [
+    {"id": "melanoma", "name": "Melanoma"},
+    {"id": "other_cancer", "name": "Other skin cancer"},
+    {"id": "benign", "name": "Benign lesion"},
+    {"id": "no_lesion", "name": "No lesion"},
+]
+
+
+class CheckpointError(RuntimeError):
+    """A weights folder that cannot be loaded; the message names the file and what is wrong."""
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(weights_dir: Path | str) -> dict:
+    path = Path(weights_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a weights folder needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
+    try:
+        config = json.loads(path.read_text())
+        for key in ("architecture", "classes", "metadata", "preprocessing"):
+            config[key]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}).") from None
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} lacks the section {e}.") from None
+    return config
+
+
+def write_config(weights_dir: Path | str, config: dict) -> None:
+    path = Path(weights_dir) / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def build_model(config: dict) -> SkinLesionNet:
+    return SkinLesionNet(ModelArgs(**config["architecture"]))
+
+
+OOD_PREFIX = "ood."  # tensors of the out-of-scope gate, stored beside the network's in the same file
+
+
+def save_weights(model: SkinLesionNet, weights_dir: Path | str, config: dict, extra: dict | None = None) -> dict:
+    """Write model.safetensors (network + `extra` tensors under ood.) and config.json (with the file's sha256)."""
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state.update({OOD_PREFIX + k: v.detach().cpu().float().contiguous() for k, v in (extra or {}).items()})
+    save_file(state, str(weights_dir / WEIGHTS_FILE))
+    config = dict(config, architecture=model.args.to_dict(), weights_sha256=sha256(weights_dir / WEIGHTS_FILE))
+    write_config(weights_dir, config)
+    return config
+
+
+def load_model(weights_dir: Path | str = DEFAULT_WEIGHTS, verify: bool = True) -> tuple[SkinLesionNet, dict, dict]:
+    """(network in eval mode, config, out-of-scope gate tensors: empty when the weights have none)."""
+    weights_dir = Path(weights_dir)
+    config = read_config(weights_dir)
+    path = weights_dir / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing.")
+    if verify and config.get("weights_sha256") and sha256(path) != config["weights_sha256"]:
+        raise CheckpointError(f"{path} does not match the sha256 recorded in {CONFIG_FILE}: "
+                              "the file is corrupt or was replaced. Download the weights again.")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
+    extra = {k[len(OOD_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(OOD_PREFIX)]}
+    model = build_model(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not fit the architecture in {CONFIG_FILE}: {e}") from None
+    return model.eval(), config, extra
+
+
+def metadata_spec(config: dict) -> MetadataSpec:
+    return MetadataSpec.from_dict(config["metadata"])

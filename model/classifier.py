@@ -1,0 +1,139 @@
+"""The public API: load_classifier() -> Classifier with predict / predict_batch / explain.
+
+    from model import load_classifier
+    clf = load_classifier()
+    r = clf.predict(image, age=None, sex=None, site=None)
+    r.probabilities    # {"melanoma": p, "other_cancer": p, "benign": p, "no_lesion": p}
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_spec
+from .gradcam import gradcam, overlay
+from .image import eval_transform, open_image
+from .quality import is_flat, quality_warnings
+
+RISK_TEXT = {
+    "high": "High concern: please see a dermatologist soon (within a few weeks).",
+    "moderate": "Some concern: have this spot checked by a doctor or dermatologist.",
+    "low": "Low concern: keep an eye on it. See a doctor if it changes in size, shape or colour, "
+           "bleeds or itches, or looks different from your other moles (the ABCDE signs).",
+    "uncertain": "The model is unsure about this photo: have the spot checked by a doctor to be safe.",
+    "out_of_scope": "This does not look like a close-up photo of skin, so no assessment was made.",
+}
+OUT_OF_SCOPE_MESSAGE = ("This picture does not look like a close-up of a skin spot, so the model will not guess. "
+                        "Please upload a sharp, well-lit close-up of the spot, filling most of the frame.")
+
+
+@dataclass
+class Prediction:
+    probabilities: dict[str, float]
+    label: str                          # class id with the highest probability
+    risk: str                           # "high" | "moderate" | "low" | "uncertain" | "out_of_scope"
+    advice: str
+    in_scope: bool = True
+    warnings: list[str] = field(default_factory=list)
+    ood_distance: float | None = None
+
+    @property
+    def malignant_probability(self) -> float:
+        return self.probabilities["melanoma"] + self.probabilities["other_cancer"]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Classifier:
+    def __init__(self, model, config: dict, ood: dict | None = None, device: str = "auto"):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.classes = [c["id"] for c in config["classes"]]
+        self.names = {c["id"]: c["name"] for c in config["classes"]}
+        self.spec = metadata_spec(config)
+        self.transform = eval_transform(config["preprocessing"])
+        self.temperature = float(config.get("calibration", {}).get("temperature", 1.0))
+        self.thresholds = config.get("thresholds", {})
+        self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
+        self.ood_threshold = config.get("ood", {}).get("threshold")
+        self._explain_lock = threading.Lock()  # Grad-CAM hooks are per model: one at a time
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def _prepare(self, images, ages, sexes, sites):
+        """Validate everything first (a bad value raises ValueError with a message for people), then tensors."""
+        pils = [open_image(im) for im in images]
+        meta = [self.spec.encode(a, s, t) for a, s, t in zip(ages, sexes, sites)]
+        x = torch.stack([self.transform(im) for im in pils]).to(self.device)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return pils, x, torch.tensor(meta, dtype=torch.float32, device=self.device)
+
+    # ---- outputs --------------------------------------------------------------------------------
+    def _distance(self, feats: torch.Tensor) -> torch.Tensor | None:
+        if not self.ood or self.ood_threshold is None:
+            return None
+        z = (feats.float() - self.ood["mean"]) @ self.ood["projection"].T
+        d = torch.cdist(z, self.ood["centres"]) ** 2
+        return torch.sqrt(d.min(1).values / z.shape[1])
+
+    def risk(self, probs: dict[str, float]) -> str:
+        """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py)."""
+        th = self.thresholds
+        mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
+        if mel >= th.get("melanoma_high", 1.1) or mal >= th.get("malignant_high", 1.1):
+            return "high"
+        if mel >= th.get("melanoma", 0.5) or mal >= th.get("malignant", 0.5):
+            return "moderate"
+        if max(probs.values()) < th.get("uncertain_max_prob", 0.5):
+            return "uncertain"
+        return "low"
+
+    def _result(self, img: Image.Image, p: np.ndarray, distance) -> Prediction:
+        probs = {c: float(v) for c, v in zip(self.classes, p)}
+        label = max(probs, key=probs.get)
+        warnings = quality_warnings(img)
+        d = None if distance is None else float(distance)
+        in_scope = not is_flat(img) and (d is None or d <= self.ood_threshold)
+        risk = self.risk(probs) if in_scope else "out_of_scope"
+        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, warnings, d)
+
+    # ---- API ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_batch(self, images, ages=None, sexes=None, sites=None) -> list[Prediction]:
+        n = len(images)
+        ages, sexes, sites = (list(v) if v is not None else [None] * n for v in (ages, sexes, sites))
+        if not len(ages) == len(sexes) == len(sites) == n:
+            raise ValueError("ages, sexes and sites must have one entry per image.")
+        if n == 0:
+            return []
+        pils, x, meta = self._prepare(images, ages, sexes, sites)
+        feats = self.model.forward_features(x)
+        logits = self.model.forward_head(feats, meta).float() / self.temperature
+        probs = torch.softmax(logits, 1).cpu().numpy()
+        dist = self._distance(feats)
+        return [self._result(img, p, None if dist is None else dist[i]) for i, (img, p) in enumerate(zip(pils, probs))]
+
+    def predict(self, image, age=None, sex=None, site=None) -> Prediction:
+        return self.predict_batch([image], [age], [sex], [site])[0]
+
+    def explain(self, image, age=None, sex=None, site=None, target: str | None = None) -> Image.Image:
+        """Grad-CAM of the predicted class (or `target`) over the photo, as an RGB image of the photo's size."""
+        pils, x, meta = self._prepare([image], [age], [sex], [site])
+        with self._explain_lock:
+            cam, _ = gradcam(self.model, x, meta, None if target is None else self.classes.index(target))
+        return overlay(pils[0], cam)
+
+
+def load_classifier(weights_dir: str | Path = DEFAULT_WEIGHTS, device: str = "auto") -> Classifier:
+    model, config, ood = load_model(weights_dir)
+    return Classifier(model, config, ood, device)

@@ -1,0 +1,51 @@
+"""The fused network: a timm image backbone plus a small metadata MLP, joined by a linear head."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelArgs:
+    backbone: str = "mobilenetv4_conv_medium"
+    meta_dim: int = 16
+    meta_hidden: int = 64
+    num_classes: int = 4
+    dropout: float = 0.3
+    drop_path_rate: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SkinLesionNet(nn.Module):
+    """Image features (backbone, classifier removed) concatenated with metadata features -> logits.
+
+    The layout follows the SIIM-ISIC 2020 winning solution: Linear -> BN -> SiLU -> Dropout for the
+    metadata, concatenation with the pooled image features, one linear layer on top.
+    """
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        kwargs = {"drop_path_rate": args.drop_path_rate} if args.drop_path_rate else {}
+        self.backbone = timm.create_model(args.backbone, pretrained=False, num_classes=0, **kwargs)
+        # MobileNetV3/V4 pool before conv_head: their pooled size is head_hidden_size, not num_features.
+        self.feature_dim = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        self.meta = nn.Sequential(
+            nn.Linear(args.meta_dim, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(), nn.Dropout(args.dropout),
+            nn.Linear(args.meta_hidden, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(),
+        )
+        self.head = nn.Sequential(nn.Dropout(args.dropout), nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
+
+    def forward_features(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backbone(image)
+
+    def forward_head(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([features, self.meta(meta)], dim=1))
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(image), meta)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny data set made from the example images, and weights trained on it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SHIPPED = ROOT / "weights"
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_fixture_data(folder: Path, size: int = 64) -> Path:
+    """8 variants (rotations x flip) of each example image, each its own lesion: 56 small images."""
+    ex = pd.read_csv(EXAMPLES / "examples.csv", dtype=str, keep_default_na=False)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in ex.itertuples():
+        base = Image.open(EXAMPLES / r.file).convert("RGB").resize((size, size))
+        for k in range(8):
+            img = base.rotate(90 * (k % 4))
+            if k >= 4:
+                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            name = f"{r.image_id}_v{k}"
+            img.save(folder / "images" / f"{name}.jpg", quality=90)
+            rows.append({"image_id": name, "file": f"images/{name}.jpg", "diagnosis": r.diagnosis, "label4": r.label4,
+                         "age": r.age, "sex": r.sex, "site": r.site, "lesion_id": f"L_{name}"})
+    pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
+    return folder
+
+
+def train_args(data: Path, run: Path, *extra: str):
+    from training.train import get_args_parser
+    return get_args_parser().parse_args(["--data", str(data), "--run", str(run), "--epochs", "1", "--batch-size", "8",
+                                         "--size", "64", "--cache-size", "64", "--threads", "2", *extra])
+
+
+@pytest.fixture(scope="session")
+def fixture_data(tmp_path_factory) -> Path:
+    return make_fixture_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(fixture_data, tmp_path_factory) -> Path:
+    """One real (tiny) run of the training command: run folder with weights/ calibrated and evaluated."""
+    from training.train import main
+    run = tmp_path_factory.mktemp("run")
+    main(train_args(fixture_data, run))
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_weights(trained_run) -> Path:
+    return trained_run / "weights"
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The classifier from the shipped weights/ folder."""
+    from model import load_classifier
+    return load_classifier(SHIPPED)
+
+
+@pytest.fixture(scope="session")
+def example_images() -> pd.DataFrame:
+    ex = pd.read_csv(EXAMPLES / "examples.csv", dtype=str, keep_default_na=False)
+    ex["path"] = [str(EXAMPLES / f) for f in ex["file"]]
+    return ex

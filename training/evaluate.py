@@ -1,0 +1,169 @@
+"""Evaluate a weights folder on the test split and write the figures into its config.json and PNG plots.
+
+    python -m training.evaluate --weights weights/ --data ../shared/data/skin-lesions
+
+Uses the split saved in the weights folder (split.csv), so the test rows are the ones training never saw.
+Images go through the same loading and transform as the app (model.image), one by one from disk.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from model.checkpoint import CLASSES, load_model, metadata_spec, read_config, write_config
+from model.image import eval_transform, open_image
+from training.calibrate import ood_distance, softmax
+from training.data import read_metadata
+from training.metrics import (MEL, NO_LESION, bootstrap_ci, classification_report, ece, malignant_scores,
+                              melanoma_scores, roc_points, sens_spec)
+
+
+@torch.inference_mode()
+def run_model(model, df, pre, spec, hide_metadata=False, tta=False, batch_size=64):
+    """(features, logits) for the rows of df; tta averages the logits of the 4 flips."""
+    transform = eval_transform(pre)
+    feats, logits = [], []
+    for i in range(0, len(df), batch_size):
+        part = df.iloc[i:i + batch_size]
+        x = torch.stack([transform(open_image(p)) for p in part["path"]])
+        meta = torch.tensor([spec.unknown() if hide_metadata else spec.encode(a, s, t)
+                             for a, s, t in zip(part["age_value"], part["sex_value"], part["site_value"])])
+        f = model.forward_features(x)
+        z = model.forward_head(f, meta)
+        if tta:
+            for dims in ([3], [2], [2, 3]):
+                z = z + model(torch.flip(x, dims), meta)
+            z = z / 4
+        feats.append(f.numpy())
+        logits.append(z.float().numpy())
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def summary_line(rep: dict) -> dict:
+    return {k: round(rep[k], 4) for k in ("macro_auc", "melanoma_auc", "malignant_auc", "balanced_accuracy",
+                                          "balanced_accuracy_lesions", "ece")} | {"no_lesion_recall": round(rep["no_lesion"]["sensitivity"], 4)}
+
+
+def evaluate(weights: Path | str, data: Path | str, split_file: Path | str | None = None, summary=None, tta: bool = False,
+             split_name: str = "test") -> dict:
+    weights = Path(weights)
+    model, config, ood = load_model(weights)
+    spec, pre = metadata_spec(config), config["preprocessing"]
+    df = read_metadata(data, skip_bad_rows=True, spec=spec, check_images=False)
+    split = pd.read_csv(split_file or weights / "split.csv", dtype=str).set_index("image_id")["split"]
+    df = df[df["image_id"].map(split) == split_name].reset_index(drop=True)
+    if df.empty:
+        raise SystemExit(f"no {split_name} rows: is the split file made for this data?")
+    y = df["label"].values
+    t = config.get("calibration", {}).get("temperature", 1.0)
+    feats, logits = run_model(model, df, pre, spec)
+    p_raw, p = softmax(logits), softmax(logits / t)
+    rep = classification_report(y, p)
+    rep["ece_before_calibration"] = ece(y, p_raw)
+    rep["melanoma_auc_ci95"] = bootstrap_ci(y, p, melanoma_scores)
+    rep["malignant_auc_ci95"] = bootstrap_ci(y, p, malignant_scores)
+    th = config.get("thresholds", {})
+    for name, fn in (("melanoma", melanoma_scores), ("malignant", malignant_scores)):
+        if name in th:
+            sens, spec_ = sens_spec(*fn(y, p), th[name])
+            rep[f"{name}_operating_point"] = {"threshold": th[name], "sensitivity": sens, "specificity": spec_}
+    results = {"split": split_name, "n": int(len(df)), "temperature": t, "report": rep}
+    if tta:
+        results["tta"] = summary_line(classification_report(y, softmax(run_model(model, df, pre, spec, tta=True)[1] / t)))
+    # metadata: the rows that have all three fields, answered with them and with them hidden
+    has_meta = (df["age_value"].notna() & df["sex_value"].notna() & df["site_value"].notna()).values
+    _, hidden = run_model(model, df[has_meta], pre, spec, hide_metadata=True)
+    results["metadata"] = {"rows_with_metadata": int(has_meta.sum()),
+                           "with_metadata": summary_line(classification_report(y[has_meta], p[has_meta])),
+                           "metadata_hidden": summary_line(classification_report(y[has_meta], softmax(hidden / t)))}
+    if ood:
+        d = ood_distance(feats, ood)
+        results["ood"] = {"threshold": config["ood"]["threshold"],
+                          "test_lesions_refused": float((d[y != NO_LESION] > config["ood"]["threshold"]).mean()),
+                          "test_all_refused": float((d > config["ood"]["threshold"]).mean())}
+    plots(weights, y, p, p_raw, rep, summary)
+    config = read_config(weights)
+    config.setdefault("metrics", {})[split_name] = results
+    write_config(weights, config)
+    print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
+                      "malignant_auc_ci95": rep["malignant_auc_ci95"], "ece_before": rep["ece_before_calibration"],
+                      **{k: results[k] for k in ("metadata", "ood", "tta") if k in results},
+                      **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}}, indent=1))
+    return results
+
+
+def plots(out: Path, y, p, p_raw, rep, summary=None):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [c["name"] for c in CLASSES]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for label, fn, key in (("Melanoma vs rest", melanoma_scores, "melanoma_auc"), ("Malignant vs benign", malignant_scores, "malignant_auc")):
+        fpr, tpr = roc_points(*fn(y, p))
+        ax.plot(fpr, tpr, label=f"{label} (AUC {rep[key]:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC, test split")
+    ax.legend(loc="lower right")
+    fig.savefig(out / "roc.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    cm = np.array(rep["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.imshow(cm / cm.sum(1, keepdims=True), cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(cm)):
+        for j in range(len(cm)):
+            ax.text(j, i, cm[i, j], ha="center", va="center", color="black")
+    ax.set(xticks=range(4), yticks=range(4), xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="true",
+           title="Confusion matrix, test split")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.savefig(out / "confusion_matrix.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for probs, label in ((p_raw, "before"), (p, "after temperature")):
+        conf, correct = probs.max(1), probs.argmax(1) == y
+        edges = np.linspace(0, 1, 11)
+        idx = np.clip(np.digitize(conf, edges) - 1, 0, 9)
+        xs = [conf[idx == b].mean() for b in range(10) if (idx == b).any()]
+        ys = [correct[idx == b].mean() for b in range(10) if (idx == b).any()]
+        ax.plot(xs, ys, "o-", label=f"{label} (ECE {ece(y, probs):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="confidence", ylabel="accuracy", title="Reliability, test split")
+    ax.legend()
+    fig.savefig(out / "reliability.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    if summary and Path(summary).is_file():
+        s = pd.read_csv(summary)
+        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+        ax[0].plot(s["epoch"], s["train_loss"], label="train loss")
+        ax[0].set(xlabel="epoch", title="Training loss")
+        for c in ("val_macro_auc", "val_melanoma_auc", "val_malignant_auc", "val_balanced_accuracy"):
+            ax[1].plot(s["epoch"], s[c], label=c.removeprefix("val_"))
+        ax[1].set(xlabel="epoch", title="Validation")
+        ax[1].legend()
+        fig.savefig(out / "training_curves.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+
+def main(args):
+    evaluate(args.weights, args.data, args.split, tta=args.tta, split_name=args.split_name)
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="weights")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default=None, help="split.csv (default: the one in the weights folder)")
+    p.add_argument("--split-name", default="test")
+    p.add_argument("--tta", action="store_true", help="also report the four-flip test-time augmentation")
+    return p
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,283 @@
+"""Train the MobileNetV4 + metadata classifier.
+
+    python -m training.train --data ../shared/data/skin-lesions --run runs/student --teacher runs/teacher/teacher.npz
+
+One row per epoch in RUN/summary.csv, RUN/checkpoint.pt after every epoch (--resume continues from it),
+the best epoch (validation macro AUC) in RUN/best/, and at the end a ready-to-ship weights folder in
+RUN/weights/ (calibrated, thresholds and out-of-scope gate fitted on the validation split, test metrics).
+Multi-GPU / multi-node: torchrun --nproc_per_node N -m training.train ... (see the README).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from model.checkpoint import CLASSES, save_weights
+from model.metadata import MetadataSpec
+from model.network import ModelArgs, SkinLesionNet
+from training.data import SkinDataset, load_images, load_or_make_split, read_metadata
+from training.metrics import class_weights, classification_report
+
+
+def setup_distributed():
+    """(rank, world_size, device); a plain single-process run when not started by torchrun."""
+    if "RANK" not in os.environ:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    rank = dist.get_rank()
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return rank, dist.get_world_size(), torch.device("cuda", local)
+    return rank, dist.get_world_size(), torch.device("cpu")
+
+
+def preprocessing(model: SkinLesionNet, size: int) -> dict:
+    import timm
+    cfg = timm.data.resolve_model_data_config(model.backbone)
+    return {"input_size": size, "mean": list(cfg["mean"]), "std": list(cfg["std"]),
+            "interpolation": cfg["interpolation"], "resize": "centre square crop, then resize"}
+
+
+def load_init(model: SkinLesionNet, path: str):
+    """Start the backbone from a local timm checkpoint (.safetensors or .pth state dict); the classifier is dropped."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state.get("model", state))
+    state = {k.removeprefix("backbone."): v for k, v in state.items()}
+    missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if not k.startswith(("classifier.", "head.", "fc."))]
+    if unexpected or [k for k in missing if not k.startswith("classifier")]:
+        raise SystemExit(f"--init {path} does not fit {model.args.backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    print(f"backbone initialised from {path}")
+
+
+class Student(torch.nn.Module):
+    """The network plus the projection of its features onto the teacher's: one module, so DDP syncs both."""
+
+    def __init__(self, model: SkinLesionNet, projector: torch.nn.Module):
+        super().__init__()
+        self.model, self.projector = model, projector
+
+    def forward(self, image, meta):
+        features = self.model.forward_features(image)
+        return self.model.forward_head(features, meta), self.projector(features)
+
+
+class Teacher:
+    """Precomputed teacher outputs (training/teacher.py): soft targets and standardised features per row."""
+
+    def __init__(self, path: str, image_ids, train_mask):
+        z = np.load(path, allow_pickle=False)
+        index = {k: i for i, k in enumerate(z["image_id"])}
+        missing = [k for k in image_ids if k not in index]
+        if missing:
+            raise SystemExit(f"--teacher {path} has no output for {len(missing)} image(s), e.g. {missing[0]}; rebuild it on this data.")
+        order = np.array([index[k] for k in image_ids])
+        feats = z["features"][order].astype(np.float32)
+        mu, sd = feats[train_mask].mean(0), feats[train_mask].std(0) + 1e-6
+        self.probs = torch.from_numpy(z["probs"][order].astype(np.float32))
+        self.features = torch.from_numpy((feats - mu) / sd)
+
+
+def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank):
+    student.train()
+    scaler_ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0}, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=10, leave=False)
+    for image, meta, label, idx in bar:
+        image = image.to(device, non_blocking=True)
+        if device.type == "cuda":
+            image = image.contiguous(memory_format=torch.channels_last)
+        meta, label = meta.to(device), label.to(device)
+        with scaler_ctx:
+            logits, projected = student(image, meta)
+            ce = F.cross_entropy(logits.float(), label, weight=class_w)
+            loss, parts = ce, {"ce": ce.item()}
+            if teacher is not None:
+                p_t = teacher.probs[idx].to(device)
+                kd = F.kl_div(F.log_softmax(logits.float(), 1), p_t, reduction="batchmean")
+                feat = F.mse_loss(projected.float(), teacher.features[idx].to(device))
+                loss = (1 - args.kd_alpha) * ce + args.kd_alpha * kd + args.feat_beta * feat
+                parts.update(kd=kd.item(), feat=feat.item())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
+        optimizer.step()
+        scheduler.step()
+        ema.update(student.module.model if hasattr(student, 'module') else student.model)
+        k = len(label)
+        n += k
+        totals["loss"] += loss.item() * k
+        for key, v in parts.items():
+            totals[key] += v * k
+        bar.set_postfix(loss=f"{totals['loss'] / n:.3f}")
+    return {k: v / max(n, 1) for k, v in totals.items()}
+
+
+@torch.inference_mode()
+def predict_probs(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    probs, labels = [], []
+    for image, meta, label, _ in loader:
+        logits = model(image.to(device), meta.to(device))
+        probs.append(torch.softmax(logits.float(), 1).cpu())
+        labels.append(label)
+    return torch.cat(labels).numpy(), torch.cat(probs).numpy()
+
+
+def main(args):
+    rank, world, device = setup_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    run = Path(args.run)
+    spec = MetadataSpec()
+    df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        split = load_or_make_split(df, run, args.seed)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        split = load_or_make_split(df, run, args.seed)
+    train_mask = (split == "train").values
+    model = SkinLesionNet(ModelArgs(backbone=args.backbone, meta_dim=spec.dim, drop_path_rate=args.drop_path)).to(device)
+    if args.init:
+        load_init(model, args.init)
+    pre = preprocessing(model, args.size)
+    from model.image import eval_transform, train_transform
+    cache = load_images(df["path"], args.cache_size or max(args.size, 224))
+    # cached images are already square, so the same transforms apply to tensors
+    ds_train = SkinDataset(df[train_mask], cache[torch.from_numpy(train_mask)], train_transform(pre, args.aug), spec,
+                           p_all=args.meta_dropout, p_field=args.meta_dropout / 2)
+    val_mask = (split == "val").values
+    ds_val = SkinDataset(df[val_mask], cache[torch.from_numpy(val_mask)], eval_transform(pre), spec)
+    teacher = None
+    if args.teacher:
+        teacher = Teacher(args.teacher, df["image_id"].values, train_mask)
+        teacher.probs, teacher.features = teacher.probs[train_mask], teacher.features[train_mask]
+    sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
+    loader = DataLoader(ds_train, args.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    val_loader = DataLoader(ds_val, 64, num_workers=args.workers)
+
+    projector = torch.nn.Linear(model.feature_dim, teacher.features.shape[1]).to(device) if teacher else torch.nn.Identity()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    student = Student(model, projector)
+    net = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
+    from timm.utils import ModelEmaV3
+    ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps = args.epochs * len(loader)
+    warmup = min(len(loader), steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
+    class_w = torch.from_numpy(class_weights(ds_train.labels.numpy(), len(CLASSES))).to(device)
+
+    start, best_auc, history = 0, -1.0, []
+    ckpt_path = run / "checkpoint.pt"
+    if args.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"]); ema.module.load_state_dict(ck["ema"])
+        projector.load_state_dict(ck["projector"]); optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        start, best_auc = ck["epoch"] + 1, ck["best_auc"]
+        print(f"resumed from {ckpt_path}: epoch {start} of {args.epochs}")
+    elif args.resume:
+        print(f"--resume: no {ckpt_path} yet, starting from scratch")
+    if rank == 0:
+        (run / "args.json").write_text(json.dumps(vars(args), indent=2))
+
+    t_start = time.time()
+    for epoch in range(start, args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        t0 = time.time()
+        stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank)
+        train_s = time.time() - t0
+        if rank == 0:
+            y, p = predict_probs(ema.module, val_loader, device)
+            rep = classification_report(y, p)
+            row = {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()},
+                   "val_macro_auc": round(rep["macro_auc"], 5), "val_melanoma_auc": round(rep["melanoma_auc"], 5),
+                   "val_malignant_auc": round(rep["malignant_auc"], 5), "val_balanced_accuracy": round(rep["balanced_accuracy"], 5),
+                   "lr": optimizer.param_groups[0]["lr"], "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
+                   "epoch_s": round(time.time() - t0, 1)}
+            summary = run / "summary.csv"
+            new = not summary.is_file() or epoch == 0
+            with open(summary, "w" if epoch == 0 else "a", newline="") as f:
+                w = csv.DictWriter(f, row.keys())
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            print(json.dumps(row), flush=True)
+            if rep["macro_auc"] > best_auc:
+                best_auc = rep["macro_auc"]
+                save_weights(ema.module, run / "best", {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
+                                                        "training": {"best_epoch": epoch, "val_macro_auc": best_auc}})
+            ck = {"model": model.state_dict(), "ema": ema.module.state_dict(), "projector": projector.state_dict(),
+                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best_auc}
+            torch.save(ck, run / "checkpoint.tmp")
+            os.replace(run / "checkpoint.tmp", ckpt_path)  # atomic: a kill never leaves half a checkpoint
+        if world > 1:
+            dist.barrier()
+
+    if rank == 0 and not args.no_finalize:
+        from training.calibrate import finalize
+        finalize(run, args, df, split, cache, seconds=time.time() - t_start)
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with metadata.csv and the images it lists")
+    p.add_argument("--run", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
+    p.add_argument("--backbone", default="mobilenetv4_conv_medium")
+    p.add_argument("--init", default=None, help="local timm checkpoint to start the backbone from")
+    p.add_argument("--teacher", default=None, help="teacher.npz from training.teacher (distillation)")
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the soft-target loss (labels get 1 - alpha)")
+    p.add_argument("--feat-beta", type=float, default=0.5, help="weight of the teacher-feature regression loss")
+    p.add_argument("--size", type=int, default=160, help="input resolution")
+    p.add_argument("--cache-size", type=int, default=0, help="resolution images are decoded to in RAM (default max(size, 224))")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--drop-path", type=float, default=0.05)
+    p.add_argument("--ema-decay", type=float, default=0.998)
+    p.add_argument("--aug", type=float, default=1.0, help="augmentation strength (0 = flips only)")
+    p.add_argument("--meta-dropout", type=float, default=0.3, help="chance of hiding all metadata of a training image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--skip-bad-rows", action="store_true", help="leave out rows whose image or values are bad")
+    p.add_argument("--no-finalize", action="store_true", help="skip calibration and test evaluation at the end")
+    return p
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
