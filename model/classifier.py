@@ -19,6 +19,7 @@ from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
 from .quality import is_flat, quality_warnings
+from .runtime import optimize
 
 RISK_TEXT = {
     "high": "High concern: please see a dermatologist soon (within a few weeks).",
@@ -67,6 +68,8 @@ class Classifier:
         self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
         self.ood_threshold = config.get("ood", {}).get("threshold")
         self._explain_lock = threading.Lock()  # Grad-CAM hooks are per model: one at a time
+        # predict goes through the fast path (ONNX Runtime on CPU, see runtime.py); explain uses self.model.
+        self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def _prepare(self, images, ages, sexes, sites):
@@ -117,8 +120,8 @@ class Classifier:
         if n == 0:
             return []
         pils, x, meta = self._prepare(images, ages, sexes, sites)
-        feats = self.model.forward_features(x)
-        logits = self.model.forward_head(feats, meta).float() / self.temperature
+        feats, logits = self.runner(x, meta)
+        logits = logits.float() / self.temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(feats)
         return [self._result(img, p, None if dist is None else dist[i]) for i, (img, p) in enumerate(zip(pils, probs))]

@@ -16,6 +16,8 @@ def gradcam(model, image: torch.Tensor, meta: torch.Tensor, target: int | None =
     store = {}
 
     def hook(_module, _inputs, output):
+        if not output.requires_grad:  # a predict() running in another thread (inference mode): not ours
+            return
         store["act"] = output
         output.register_hook(lambda g: store.__setitem__("grad", g))
 

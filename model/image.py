@@ -19,6 +19,10 @@ MAX_PIXELS = 40_000_000      # ~ a 7000x6000 photo; anything larger is refused f
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+# Pillow's names for those ("JPEG" also opens the multi-picture JPEGs some phones write). Any other format
+# Pillow could parse (EPS, PSD, ICO...) is refused: fewer decoders facing uploads, and EPS would start Ghostscript.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
 class ImageError(ValueError):
@@ -31,39 +35,61 @@ def open_image(source) -> Image.Image:
     The size is checked from the header before any pixel is decoded, so a decompression bomb costs nothing.
     """
     if isinstance(source, Image.Image):
-        img = source
+        return _checked_rgb(source)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
+        fp = io.BytesIO(source)
     else:
-        if isinstance(source, (bytes, bytearray)):
-            fp = io.BytesIO(source)
-            if not source:
-                raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"No image file at {path}.")
-            if path.stat().st_size == 0:
-                raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
-            fp = path
-        try:
-            img = Image.open(fp)
-        except UnidentifiedImageError:
-            raise ImageError(f"This file is not an image we can read. Please use {SUPPORTED}"
-                             " (HEIC or SVG: please convert to JPEG first).") from None
-        except Image.DecompressionBombError:
-            raise ImageError("This image declares too many pixels to be a photo; please send a smaller one.") from None
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"No image file at {path}.")
+        if path.stat().st_size == 0:
+            raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
+        fp = path
+    try:
+        img = Image.open(fp, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(_unsupported_message(source)) from None
+    except Image.DecompressionBombError:
+        raise ImageError("This image declares too many pixels to be a photo; please send a smaller one.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # a header cut short or garbled
+        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). Please send it again.") from None
+    with img:  # we opened the file, so we close it, also when the image is refused
+        return _checked_rgb(img)
+
+
+def _unsupported_message(source) -> str:
+    """Name the format when it is one people often send by mistake (iPhone photos, drawings)."""
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:512])
+    else:
+        with open(source, "rb") as f:
+            head = f.read(512)
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return ("HEIC/HEIF photos (the iPhone camera format) are not supported. "
+                "Please convert the photo to JPEG or PNG and send it again.")
+    if b"<svg" in head.lower():
+        return f"SVG drawings are not supported. Please send a photo of the skin ({SUPPORTED})."
+    return (f"This file is not an image we can read. Please use {SUPPORTED}"
+            " (HEIC or SVG: please convert to JPEG first).")
+
+
+def _checked_rgb(img: Image.Image) -> Image.Image:
+    """Size checks from the header, then decode the first frame, apply EXIF orientation, convert to RGB."""
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(f"This image is too large ({w}x{h} pixels). Please send one under {MAX_PIXELS // 1_000_000} megapixels.")
+    if max(w, h) > MAX_ASPECT * min(w, h):  # before the size check: a 4000x3 strip is not "too small"
+        raise ImageError(f"This image is a thin strip ({w}x{h} pixels), not a photo of a skin spot.")
     if min(w, h) < MIN_SIDE:
         raise ImageError(f"This image is too small ({w}x{h} pixels). Please send a photo at least 224 pixels wide.")
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageError(f"This image is a thin strip ({w}x{h} pixels), not a photo of a skin spot.")
     try:
         img.seek(0)  # animated GIF/WebP: the first frame
         img.load()
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(img)  # always a new image, so the caller may close the original
         img = to_rgb(img)
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). Please send it again.") from None
     return img
 
@@ -106,22 +132,30 @@ def eval_transform(pre: dict) -> v2.Compose:
     ])
 
 
-def train_transform(pre: dict, strength: float = 1.0) -> v2.Compose:
-    """Augmentation for dermoscopy: any rotation or flip, crops with aspect jitter, colour and blur jitter.
+class RandomRot90(torch.nn.Module):
+    """A random multiple of 90 degrees: with the flips, all 8 orientations, lossless and nearly free."""
 
-    `strength` scales the photometric and crop jitter (0 = flips only).
+    def forward(self, x):
+        return torch.rot90(x, int(torch.randint(4, ()).item()), dims=(-2, -1))
+
+
+def train_transform(pre: dict, strength: float = 1.0) -> v2.Compose:
+    """Augmentation for dermoscopy (orientation carries no meaning): the 8 rotations/flips, crops with aspect
+    jitter, brightness/contrast/saturation and blur jitter. Works on uint8 (C, H, W) tensors.
+
+    Chosen for speed on a CPU: arbitrary-angle rotation and hue jitter cost ~10x the rest together.
+    `strength` scales the photometric and crop jitter (0 = flips and rotations only).
     """
     size, s = pre["input_size"], strength
     ops = [
         v2.Lambda(center_square),
         v2.RandomResizedCrop(size, scale=(1 - 0.5 * min(s, 1.0), 1.0), ratio=(3 / 4, 4 / 3),
-                             interpolation=_interpolation(pre["interpolation"]), antialias=True),
-        v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(),
+                             interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
+        v2.RandomHorizontalFlip(), RandomRot90(),
     ]
     if s > 0:
         ops += [
-            v2.RandomApply([v2.RandomRotation(180)], p=0.5 * min(s, 1.0)),
-            v2.ColorJitter(0.25 * s, 0.25 * s, 0.2 * s, 0.04 * s),
+            v2.ColorJitter(0.25 * s, 0.25 * s, 0.2 * s),
             v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.5))], p=0.2 * min(s, 1.0)),
         ]
     ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(pre["mean"], pre["std"])]

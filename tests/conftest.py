@@ -37,7 +37,7 @@ def make_fixture_data(folder: Path, size: int = 64) -> Path:
 
 def train_args(data: Path, run: Path, *extra: str):
     from training.train import get_args_parser
-    return get_args_parser().parse_args(["--data", str(data), "--run", str(run), "--epochs", "1", "--batch-size", "8",
+    return get_args_parser().parse_args(["--data", str(data), "--output", str(run), "--epochs", "1", "--batch-size", "8",
                                          "--size", "64", "--cache-size", "64", "--threads", "2", *extra])
 
 

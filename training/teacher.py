@@ -6,7 +6,7 @@ and only its head is fitted (seconds). The teacher gives the student two things:
 ImageNet features (the student learns to predict them, which carries what ImageNet taught the teacher).
 Train-split targets are cross-fitted (5 folds) so the student never copies a head fitted on the same image.
 
-    python -m training.teacher --data ../shared/data/skin-lesions --run runs/teacher --split-from runs/student
+    python -m training.teacher --data ../shared/data/skin-lesions --output runs/teacher --split-from runs/student
 """
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def main(args):
     from training.data import load_images
     spec = MetadataSpec()
     df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
-    split = load_or_make_split(df, Path(args.split_from or args.run), args.seed).values
-    run = Path(args.run)
+    split = load_or_make_split(df, Path(args.split_from or args.output), args.seed).values
+    run = Path(args.output)
     run.mkdir(parents=True, exist_ok=True)
     feats_path = run / "features.npy"
     if feats_path.is_file():
@@ -96,7 +96,7 @@ def main(args):
     for fit_i, pred_i in StratifiedKFold(5, shuffle=True, random_state=args.seed).split(idx, y[idx]):
         probs[idx[pred_i]] = fit_head(x[idx[fit_i]], y[idx[fit_i]], w[idx[fit_i]], C)(x[idx[pred_i]])
     report = classification_report(y[te], probs[te])
-    np.savez_compressed(run / "teacher.npz", image_id=df["image_id"].values, probs=probs, features=feats.astype(np.float16))
+    np.savez_compressed(run / "teacher.npz", image_id=df["image_id"].values.astype(str), probs=probs, features=feats.astype(np.float16))
     info = {"backbone": args.backbone, "input_size": args.size, "C": C, "val_macro_auc": best[0],
             "test": report, "seconds": round(time.time() - t0)}
     (run / "teacher.json").write_text(json.dumps(info, indent=2))
@@ -106,7 +106,7 @@ def main(args):
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
-    p.add_argument("--run", default="runs/teacher")
+    p.add_argument("--output", default="runs/teacher")
     p.add_argument("--split-from", default=None, help="run folder whose split.csv to use (the student's)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", choices=sorted(LITE_PACKAGES))
     p.add_argument("--size", type=int, default=224)

@@ -1,6 +1,6 @@
 """Train the MobileNetV4 + metadata classifier.
 
-    python -m training.train --data ../shared/data/skin-lesions --run runs/student --teacher runs/teacher/teacher.npz
+    python -m training.train --data ../shared/data/skin-lesions --output runs/student --teacher runs/teacher/teacher.npz
 
 One row per epoch in RUN/summary.csv, RUN/checkpoint.pt after every epoch (--resume continues from it),
 the best epoch (validation macro AUC) in RUN/best/, and at the end a ready-to-ship weights folder in
@@ -124,7 +124,7 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
         torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
         optimizer.step()
         scheduler.step()
-        ema.update(student.module.model if hasattr(student, 'module') else student.model)
+        ema.update(student.module.model if hasattr(student, 'module') else student.model, step=scheduler.last_epoch)
         k = len(label)
         n += k
         totals["loss"] += loss.item() * k
@@ -151,7 +151,7 @@ def main(args):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
-    run = Path(args.run)
+    run = Path(args.output)
     spec = MetadataSpec()
     df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
     if rank == 0:
@@ -169,10 +169,10 @@ def main(args):
     from model.image import eval_transform, train_transform
     cache = load_images(df["path"], args.cache_size or max(args.size, 224))
     # cached images are already square, so the same transforms apply to tensors
-    ds_train = SkinDataset(df[train_mask], cache[torch.from_numpy(train_mask)], train_transform(pre, args.aug), spec,
+    ds_train = SkinDataset(df[train_mask], cache[torch.tensor(train_mask)], train_transform(pre, args.aug), spec,
                            p_all=args.meta_dropout, p_field=args.meta_dropout / 2)
     val_mask = (split == "val").values
-    ds_val = SkinDataset(df[val_mask], cache[torch.from_numpy(val_mask)], eval_transform(pre), spec)
+    ds_val = SkinDataset(df[val_mask], cache[torch.tensor(val_mask)], eval_transform(pre), spec)
     teacher = None
     if args.teacher:
         teacher = Teacher(args.teacher, df["image_id"].values, train_mask)
@@ -204,6 +204,11 @@ def main(args):
         projector.load_state_dict(ck["projector"]); optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         start, best_auc = ck["epoch"] + 1, ck["best_auc"]
+        summary = run / "summary.csv"
+        if summary.is_file():  # drop rows of epochs after the checkpoint (a kill between the two writes)
+            import pandas as pd
+            s = pd.read_csv(summary)
+            s[s["epoch"] < start].to_csv(summary, index=False)
         print(f"resumed from {ckpt_path}: epoch {start} of {args.epochs}")
     elif args.resume:
         print(f"--resume: no {ckpt_path} yet, starting from scratch")
@@ -254,7 +259,7 @@ def main(args):
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="folder with metadata.csv and the images it lists")
-    p.add_argument("--run", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
+    p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
     p.add_argument("--backbone", default="mobilenetv4_conv_medium")
     p.add_argument("--init", default=None, help="local timm checkpoint to start the backbone from")
     p.add_argument("--teacher", default=None, help="teacher.npz from training.teacher (distillation)")

@@ -1,0 +1,322 @@
+"""Load test of the Gradio app: latency and throughput, behaviour past the queue's limit, memory over many requests.
+
+    python benchmarks/load_test.py                       # full figures: 16 clients x 8, 128 at once, 500 in a row
+    python benchmarks/load_test.py --clients 4 --per-client 2 --overload 48 --requests 20   # a quick look
+
+It starts `python app.py` on a free port in a subprocess (with its own GRADIO_TEMP_DIR), waits until it answers,
+and talks to it only through gradio_client, as any API user would. Three parts:
+
+  throughput  N clients in parallel, each sending M example photos one after another: answered / failed,
+              p50 / p95 latency, requests per second.
+  overload    many more requests at once than the queue holds: how many were answered, refused with a clear
+              "queue is full", or failed otherwise; the largest queue seen (/queue/status); whether the app still
+              answers afterwards.
+  memory      the app process's resident memory after a warm-up and after K sequential requests.
+
+It also counts the files left in the app's upload folder after each part (the app deletes each photo after its
+answer). Prints a markdown table and writes everything to JSON (--out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+import numpy as np
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from gradio_client.utils import QueueError, TooManyRequestsError
+
+try:
+    import psutil
+except ImportError:  # optional: /proc serves on Linux
+    psutil = None
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
+ARGS = (55, "male", None)  # age, sex, site: the same for every request
+REQUEST_TIMEOUT_S = 600    # queue wait included; a request that takes longer counts as failed, the run goes on
+
+
+# ---- the app in a subprocess ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, temp_dir: Path, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False")
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_up(url: str, app: subprocess.Popen, log_path: Path, timeout: float) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if app.poll() is not None:
+            sys.exit(f"app.py exited with code {app.returncode} before answering:\n{tail(log_path)}")
+        try:
+            if httpx.get(url + "/config", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"app.py did not answer within {timeout:.0f} s:\n{tail(log_path)}")
+
+
+def stop_app(app: subprocess.Popen) -> None:
+    app.terminate()
+    try:
+        app.wait(15)
+    except subprocess.TimeoutExpired:
+        app.kill()
+        app.wait()
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def rss_mb(pid: int) -> float:
+    if psutil is not None:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def files_in(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.is_file())
+
+
+# ---- requests -------------------------------------------------------------------------------------------
+
+def client(url: str, workers: int = 4) -> Client:
+    return Client(url, verbose=False, download_files=False, max_workers=workers)
+
+
+def kind_of(error: BaseException) -> str:
+    """busy: the clear "queue is full, try again"; user_error: a message the app wrote for the user (gr.Error);
+    server_error: an exception the app did not handle (the client only sees Gradio's generic text); failed: the rest
+    (connection, timeout, protocol)."""
+    if isinstance(error, (QueueError, TooManyRequestsError)) or "queue is full" in str(error).lower():
+        return "busy"
+    if isinstance(error, AppError):
+        return "server_error" if "has raised an exception" in str(error) else "user_error"
+    return "failed"
+
+
+class Tally:
+    """Outcomes and latencies from many threads."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.counts = {"answered": 0, "busy": 0, "user_error": 0, "server_error": 0, "failed": 0}
+        self.messages: dict[str, str] = {}  # the first message of each kind of error
+
+    def record(self, seconds: float, error: BaseException | None = None) -> None:
+        with self.lock:
+            if error is None:
+                self.counts["answered"] += 1
+                self.latencies.append(seconds)
+                return
+            kind = kind_of(error)
+            self.counts[kind] += 1
+            self.messages.setdefault(kind, f"{type(error).__name__}: {str(error)[:200]}")
+
+
+def timed(tally: Tally, fn) -> None:
+    start = time.perf_counter()
+    try:
+        fn()
+    except Exception as e:  # every outcome is counted, none stops the run
+        tally.record(time.perf_counter() - start, e)
+    else:
+        tally.record(time.perf_counter() - start)
+
+
+def predict(c: Client, image: str):
+    return c.submit(handle_file(image), *ARGS, api_name="/predict").result(timeout=REQUEST_TIMEOUT_S)
+
+
+def latency_summary(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"p50_s": None, "p95_s": None, "max_s": None}
+    p50, p95 = np.percentile(latencies, [50, 95])
+    return {"p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "max_s": round(max(latencies), 3)}
+
+
+# ---- the three parts ------------------------------------------------------------------------------------
+
+def throughput(url: str, clients: int, per_client: int) -> dict:
+    """`clients` threads, each its own Client, each sending `per_client` requests one after another."""
+    with ThreadPoolExecutor(clients) as pool:
+        conns = list(pool.map(lambda _: client(url), range(clients)))  # connecting is not part of the timing
+    tally = Tally()
+
+    def run(i: int):
+        for j in range(per_client):
+            timed(tally, lambda: predict(conns[i], EXAMPLES[(i + j) % len(EXAMPLES)]))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(run, range(clients)))
+    wall = time.perf_counter() - start
+    for c in conns:
+        c.close()
+    return {"clients": clients, "per_client": per_client, "requests": clients * per_client, **tally.counts,
+            **latency_summary(tally.latencies), "wall_s": round(wall, 2),
+            "requests_per_s": round(tally.counts["answered"] / wall, 2), "errors": tally.messages}
+
+
+def overload(url: str, n: int, connections: int = 4) -> dict:
+    """`n` requests submitted at once over a few connections; /queue/status is sampled while they run."""
+    conns = [client(url, workers=n) for _ in range(connections)]
+    tally, sizes, done = Tally(), [], threading.Event()
+
+    def watch_queue():
+        with httpx.Client(base_url=url, timeout=5) as http:
+            while not done.is_set():
+                try:
+                    sizes.append(http.get("/gradio_api/queue/status").json()["queue_size"])
+                except (httpx.HTTPError, ValueError, KeyError):
+                    pass
+                done.wait(0.1)
+
+    watcher = threading.Thread(target=watch_queue, daemon=True)
+    watcher.start()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:  # every request is in flight at once
+        list(pool.map(lambda i: timed(tally, lambda: predict(conns[i % connections], EXAMPLES[i % len(EXAMPLES)])),
+                      range(n)))
+    wall = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    for c in conns:
+        c.close()
+    after = Tally()  # does the app still answer?
+    with closing(client(url)) as c:
+        timed(after, lambda: predict(c, EXAMPLES[0]))
+    return {"requests": n, **tally.counts, **latency_summary(tally.latencies), "wall_s": round(wall, 2),
+            "max_queue_size": max(sizes, default=None), "answers_afterwards": after.counts["answered"] == 1,
+            "errors": tally.messages}
+
+
+def memory(url: str, pid: int, requests: int, warmup: int = 5) -> dict:
+    """Resident memory of the app after `warmup` requests, then every tenth of `requests` sequential ones."""
+    tally = Tally()
+    with closing(client(url)) as c:
+        for i in range(warmup):
+            timed(Tally(), lambda: predict(c, EXAMPLES[i % len(EXAMPLES)]))
+        before = rss_mb(pid)
+        samples = [round(before, 1)]
+        for i in range(requests):
+            timed(tally, lambda: predict(c, EXAMPLES[i % len(EXAMPLES)]))
+            if (i + 1) % max(1, requests // 10) == 0:
+                samples.append(round(rss_mb(pid), 1))
+    after = rss_mb(pid)
+    return {"requests": requests, "warmup": warmup, **tally.counts, **latency_summary(tally.latencies),
+            "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1), "rss_growth_mb": round(after - before, 1),
+            "rss_samples_mb": samples, "errors": tally.messages}
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+
+def table(results: dict) -> str:
+    rows = ["| Part | Requests | Answered | Busy (queue full) | User error | Server error | Failed | p50 s | p95 s | Other |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def row(name, r, other):
+        rows.append(f"| {name} | {r['requests']} | {r['answered']} | {r['busy']} | {r['user_error']} | {r['server_error']} "
+                    f"| {r['failed']} | {r['p50_s']} | {r['p95_s']} | {other} |")
+
+    if "throughput" in results:
+        r = results["throughput"]
+        row(f"throughput ({r['clients']} clients x {r['per_client']})", r, f"{r['requests_per_s']} req/s over {r['wall_s']} s")
+    if "overload" in results:
+        r = results["overload"]
+        row("overload (all at once)", r, f"largest queue {r['max_queue_size']}; "
+            f"answers afterwards: {'yes' if r['answers_afterwards'] else 'NO'}")
+    if "memory" in results:
+        r = results["memory"]
+        row("memory (sequential)", r, f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB ({r['rss_growth_mb']:+} MB)")
+    lines = ["\n".join(rows), "",
+             f"App: started in {results['startup_s']} s, RSS {results['rss_idle_mb']} MB idle; files left in its "
+             f"upload folder: {results['upload_files']}."]
+    for part in ("throughput", "overload", "memory"):
+        for kind, message in results.get(part, {}).get("errors", {}).items():
+            lines.append(f"- {part}, first {kind}: {message}")
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", type=int, default=16, help="parallel clients in the throughput part")
+    p.add_argument("--per-client", type=int, default=8, help="requests each client sends, one after another")
+    p.add_argument("--overload", type=int, default=128, help="requests sent at once in the overload part (0: skip)")
+    p.add_argument("--requests", type=int, default=500, help="sequential requests in the memory part (0: skip)")
+    p.add_argument("--start-timeout", type=float, default=300, help="seconds to wait for the app to answer")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json", help="JSON results")
+    p.add_argument("--app-log", type=Path, help="keep the app's output here (default: a temporary file, whose end "
+                                                  "is printed when a request failed)")
+    return p
+
+
+def main(args) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="load_test_") as tmp:
+        temp_dir, log_path = Path(tmp) / "gradio", args.app_log or Path(tmp) / "app.log"
+        app = start_app(port, temp_dir, log_path)
+        try:
+            results = {"startup_s": round(wait_until_up(url, app, log_path, args.start_timeout), 1)}
+            results["rss_idle_mb"] = round(rss_mb(app.pid), 1)
+            upload_files = {"start": files_in(temp_dir)}
+            if args.clients and args.per_client:
+                print(f"throughput: {args.clients} clients x {args.per_client} requests ...", flush=True)
+                results["throughput"] = throughput(url, args.clients, args.per_client)
+                upload_files["after_throughput"] = files_in(temp_dir)
+            if args.overload:
+                print(f"overload: {args.overload} requests at once ...", flush=True)
+                results["overload"] = overload(url, args.overload)
+                upload_files["after_overload"] = files_in(temp_dir)
+            if args.requests:
+                print(f"memory: {args.requests} sequential requests ...", flush=True)
+                results["memory"] = memory(url, app.pid, args.requests)
+                upload_files["after_memory"] = files_in(temp_dir)
+            results["upload_files"] = upload_files
+            results["app_alive"] = app.poll() is None
+        finally:
+            stop_app(app)
+        parts = [results[k] for k in ("throughput", "overload", "memory") if k in results]
+        if not results["app_alive"] or any(r["failed"] or r["server_error"] for r in parts):
+            print(f"--- the end of the app's output ({log_path}) ---\n{tail(log_path, 40)}\n---")
+    results["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".tmp")
+    tmp_out.write_text(json.dumps(results, indent=2) + "\n")
+    tmp_out.replace(args.out)
+    print(f"\nwritten {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,164 @@
+"""The network, the metadata encoding, the checkpoint format and the public API."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from model import CheckpointError, MetadataSpec, ModelArgs, SkinLesionNet, load_classifier, save_weights
+from model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model
+
+SPEC = MetadataSpec()
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return SkinLesionNet(ModelArgs(meta_dim=SPEC.dim))
+
+
+def batch(n=2, size=64):
+    meta = torch.tensor([SPEC.encode(40, "female", "back"), SPEC.unknown()][:n] * (n // 2 or 1))
+    return torch.randn(n, 3, size, size), meta
+
+
+def test_forward_shape_and_finite(net):
+    net.eval()
+    x, meta = batch()
+    out = net(x, meta)
+    assert out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+    assert net.feature_dim == 1280 == net.forward_features(x).shape[1]
+
+
+def test_backward_reaches_every_parameter(net):
+    net.train()
+    x, meta = batch(4)
+    net(x, meta).logsumexp(1).sum().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    net.zero_grad()
+
+
+def test_save_load_identical(net, tmp_path):
+    net.eval()
+    config = {"classes": [{"id": c, "name": c} for c in ("melanoma", "other_cancer", "benign", "no_lesion")],
+              "metadata": SPEC.to_dict(), "preprocessing": {"input_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}}
+    save_weights(net, tmp_path, config)
+    loaded, cfg, _ = load_model(tmp_path)
+    x, meta = batch()
+    with torch.inference_mode():
+        assert torch.equal(net(x, meta), loaded(x, meta))
+    assert cfg["architecture"]["backbone"] == "mobilenetv4_conv_medium"
+
+
+def test_metadata_missing_is_its_own_state():
+    known = SPEC.encode(50, "female", "back")          # age 50 scales to 0: must still differ from missing
+    missing_age = SPEC.encode(None, "female", "back")
+    assert known != missing_age and known[0] == 0.0 and known[1] == 0.0 and missing_age[1] == 1.0
+    assert len(known) == SPEC.dim and sum(SPEC.unknown()[2:]) == 2  # one "unknown" slot for sex, one for site
+    assert SPEC.encode(sex="unknown") == SPEC.encode(sex=None) == SPEC.encode(sex="") == SPEC.encode(sex="prefer not to say")
+    assert SPEC.encode(site="back") == SPEC.encode(site="posterior torso")  # the two vocabularies meet
+    assert SPEC.encode(site="face") == SPEC.encode(site="head/neck")
+    assert SPEC.encode(sex="male") != SPEC.encode(sex="female")
+    with pytest.raises(ValueError, match="between"):
+        SPEC.encode(age=250)
+    with pytest.raises(ValueError, match="site"):
+        SPEC.encode(site="moon")
+
+
+def test_every_data_site_word_is_known():
+    for word in ("lower extremity", "back", "trunk", "upper extremity", "abdomen", "face", "chest", "foot", "unknown", "neck",
+                 "posterior torso", "scalp", "hand", "anterior torso", "genital", "ear", "head/neck", "lateral torso", "acral"):
+        SPEC.parse_site(word)
+
+
+@pytest.mark.parametrize("damage", ["no_config", "bad_json", "no_weights", "corrupt_weights", "wrong_hash"])
+def test_broken_weights_folder_names_the_file(trained_weights, tmp_path, damage):
+    folder = tmp_path / "w"
+    shutil.copytree(trained_weights, folder)
+    if damage == "no_config":
+        (folder / CONFIG_FILE).unlink()
+    elif damage == "bad_json":
+        (folder / CONFIG_FILE).write_text("{not json")
+    elif damage == "no_weights":
+        (folder / WEIGHTS_FILE).unlink()
+    elif damage == "corrupt_weights":
+        data = bytearray((folder / WEIGHTS_FILE).read_bytes())
+        data[100:200] = b"\0" * 100
+        (folder / WEIGHTS_FILE).write_bytes(bytes(data))
+    else:
+        cfg = json.loads((folder / CONFIG_FILE).read_text())
+        cfg["weights_sha256"] = "0" * 64
+        (folder / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        load_classifier(folder)
+    assert (CONFIG_FILE if damage in ("no_config", "bad_json") else WEIGHTS_FILE) in str(e.value)
+
+
+def test_predict_on_real_images(shipped, example_images):
+    results = shipped.predict_batch(list(example_images["path"]), list(example_images["age"]),
+                                    list(example_images["sex"]), list(example_images["site"]))
+    for r in results:
+        assert set(r.probabilities) == {"melanoma", "other_cancer", "benign", "no_lesion"}
+        assert abs(sum(r.probabilities.values()) - 1) < 1e-5
+        assert r.risk in {"high", "moderate", "low", "uncertain", "out_of_scope"}
+    single = shipped.predict(example_images["path"][0], example_images["age"][0], example_images["sex"][0], example_images["site"][0])
+    assert single.probabilities == pytest.approx(results[0].probabilities, abs=1e-5)
+
+
+def test_explain_heatmap(shipped, example_images):
+    img = Image.open(example_images["path"][0]).resize((300, 200))
+    heat = shipped.explain(img, age=60)
+    assert heat.size == img.size and heat.mode == "RGB"
+    a = np.asarray(heat)
+    assert a.min() >= 0 and a.max() <= 255 and not np.array_equal(a, np.asarray(img.convert("RGB")))
+
+
+def test_blurred_lesion_gets_blur_warning(shipped, example_images):
+    img = Image.open(example_images["path"][0]).resize((448, 448))
+    assert not any("blur" in w for w in shipped.predict(img).warnings)
+    blurred = shipped.predict(img.filter(ImageFilter.GaussianBlur(8)))
+    assert any("blur" in w for w in blurred.warnings)
+
+
+def test_dark_image_warning(shipped, example_images):
+    img = Image.open(example_images["path"][0]).resize((448, 448)).point(lambda v: v // 6)
+    assert any("dark" in w for w in shipped.predict(img).warnings)
+
+
+def test_solid_colour_is_refused(shipped):
+    r = shipped.predict(Image.new("RGB", (300, 300), (200, 150, 130)))
+    assert not r.in_scope and r.risk == "out_of_scope"
+
+
+def test_risk_follows_thresholds(shipped):
+    clf = shipped
+    saved = clf.thresholds
+    clf.thresholds = {"melanoma": 0.3, "malignant": 0.4, "melanoma_high": 0.7, "malignant_high": 0.8, "uncertain_max_prob": 0.5}
+    try:
+        p = lambda m, o, b, n: {"melanoma": m, "other_cancer": o, "benign": b, "no_lesion": n}
+        assert clf.risk(p(0.75, 0.0, 0.25, 0.0)) == "high"
+        assert clf.risk(p(0.05, 0.8, 0.15, 0.0)) == "high"
+        assert clf.risk(p(0.35, 0.0, 0.65, 0.0)) == "moderate"
+        assert clf.risk(p(0.1, 0.32, 0.58, 0.0)) == "moderate"
+        assert clf.risk(p(0.1, 0.1, 0.4, 0.4)) == "uncertain"
+        assert clf.risk(p(0.05, 0.05, 0.9, 0.0)) == "low"
+    finally:
+        clf.thresholds = saved
+
+
+def test_natural_photo_is_refused(shipped):
+    from sklearn.datasets import load_sample_images
+    for photo in load_sample_images().images:   # a temple in China, a flower
+        r = shipped.predict(Image.fromarray(photo))
+        assert not r.in_scope and r.risk == "out_of_scope", r.ood_distance
+
+
+def test_lesions_are_in_scope(shipped, example_images):
+    results = shipped.predict_batch(list(example_images["path"]))
+    assert sum(r.in_scope for r in results) >= len(results) - 1

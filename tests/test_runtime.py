@@ -1,0 +1,98 @@
+"""The fast inference path (model/runtime.py) gives the eager module's numbers.
+
+Tolerance: probabilities within 1e-4 absolute; features and logits within 1e-4 of max(1, largest value),
+because float32 sums in a different order differ in the last bits of large numbers (the placeholder
+weights give logits of about 1e4).
+"""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from model.runtime import EagerRunner, OnnxRunner, optimize
+
+TOL = 1e-4
+
+pytest.importorskip("onnxruntime")
+
+
+def assert_close(fast: torch.Tensor, eager: torch.Tensor):
+    scale = max(1.0, float(eager.abs().max()))
+    assert fast.shape == eager.shape
+    assert float((fast - eager).abs().max()) <= TOL * scale
+
+
+@pytest.fixture(scope="module")
+def eager(shipped):
+    return EagerRunner(shipped.model)
+
+
+def test_shipped_classifier_uses_onnxruntime_on_cpu(shipped):
+    if shipped.device.type != "cpu":
+        pytest.skip("the fast path is for CPU")
+    assert isinstance(shipped.runner, OnnxRunner)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("metadata", ["random", "unknown"])
+def test_random_inputs_match_eager(shipped, eager, batch, metadata):
+    size = shipped.config["preprocessing"]["input_size"]
+    g = torch.Generator().manual_seed(batch)
+    image = torch.randn(batch, 3, size, size, generator=g)
+    if metadata == "random":
+        meta = torch.randn(batch, shipped.spec.dim, generator=g)
+    else:
+        meta = torch.tensor([shipped.spec.encode(None, None, None)] * batch, dtype=torch.float32)
+    with torch.inference_mode():
+        (f_fast, l_fast), (f_eager, l_eager) = shipped.runner(image, meta), eager(image, meta)
+    assert f_fast.shape == (batch, shipped.model.feature_dim)
+    assert_close(f_fast, f_eager)
+    assert_close(l_fast, l_eager)
+    t = shipped.temperature
+    assert_close(torch.softmax(l_fast / t, 1), torch.softmax(l_eager / t, 1))
+
+
+def predictions(clf, runner, paths, ages, sexes, sites):
+    fast = clf.runner
+    clf.runner = runner
+    try:
+        return clf.predict_batch(paths, ages, sexes, sites)
+    finally:
+        clf.runner = fast
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+def test_example_images_match_eager(shipped, eager, example_images, with_metadata):
+    ex = example_images
+    n = len(ex)
+    ages, sexes, sites = (ex["age"], ex["sex"], ex["site"]) if with_metadata else (None, None, None)
+    fast = shipped.predict_batch(list(ex["path"]), ages, sexes, sites)
+    slow = predictions(shipped, eager, list(ex["path"]), ages, sexes, sites)
+    assert len(fast) == len(slow) == n
+    for a, b in zip(fast, slow):
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in shipped.classes) <= TOL
+        assert a.label == b.label and a.risk == b.risk and a.in_scope == b.in_scope
+        if b.ood_distance is not None:
+            assert abs(a.ood_distance - b.ood_distance) <= TOL * max(1.0, b.ood_distance)
+
+
+def test_single_image_matches_batch(shipped, example_images):
+    row = example_images.iloc[0]
+    one = shipped.predict(row["path"], row["age"], row["sex"], row["site"])
+    many = shipped.predict_batch(list(example_images["path"]), example_images["age"], example_images["sex"],
+                                 example_images["site"])
+    assert max(abs(one.probabilities[c] - many[0].probabilities[c]) for c in shipped.classes) <= TOL
+
+
+def test_falls_back_to_eager_without_onnxruntime(shipped, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
+    runner = optimize(shipped.model, shipped.config["preprocessing"]["input_size"], "cpu")
+    assert isinstance(runner, EagerRunner)
+
+
+def test_falls_back_to_eager_when_outputs_differ(shipped, monkeypatch):
+    monkeypatch.setattr(OnnxRunner, "__call__", lambda self, image, meta: (torch.zeros(1, 1), torch.full((1, 4), 9.0)))
+    runner = optimize(shipped.model, shipped.config["preprocessing"]["input_size"], "cpu")
+    assert isinstance(runner, EagerRunner)

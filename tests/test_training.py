@@ -1,0 +1,116 @@
+"""The training pipeline on the tiny fixture: smoke run, evaluation, split, bad rows, kill -9 + resume, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from model import load_classifier
+from training.data import DataError, make_split, read_metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_training_produces_weights_that_load(trained_run, example_images):
+    weights = trained_run / "weights"
+    clf = load_classifier(weights)
+    r = clf.predict(example_images["path"][0], age=50, sex="female", site="back")
+    assert abs(sum(r.probabilities.values()) - 1) < 1e-5
+    cfg = clf.config
+    assert cfg["calibration"]["temperature"] > 0
+    assert {"melanoma", "malignant", "melanoma_high", "malignant_high"} <= set(cfg["thresholds"])
+    assert cfg["ood"]["threshold"] > 0 and clf.ood
+    assert cfg["metrics"]["test"]["report"]["n"] > 0
+    summary = pd.read_csv(trained_run / "summary.csv")
+    assert list(summary["epoch"]) == [0] and "val_macro_auc" in summary
+    assert (trained_run / "split.csv").is_file() and (trained_run / "checkpoint.pt").is_file()
+    for png in ("roc.png", "confusion_matrix.png", "reliability.png", "training_curves.png"):
+        assert (weights / png).stat().st_size > 1000
+
+
+def test_evaluate_command(trained_weights, fixture_data):
+    from training.evaluate import evaluate
+    out = evaluate(trained_weights, fixture_data)
+    rep = out["report"]
+    assert rep["n"] == len(pd.read_csv(trained_weights / "split.csv").query("split == 'test'"))
+    assert 0 <= rep["balanced_accuracy"] <= 1 and len(rep["confusion_matrix"]) == 4
+    assert sum(map(sum, rep["confusion_matrix"])) == rep["n"]
+    assert json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["n"] == rep["n"]
+
+
+def test_split_is_by_lesion_and_stratified():
+    rows = []
+    for i in range(200):
+        label = i % 4
+        rows.append({"image_id": f"a{i}", "lesion_id": f"L{i // 2}", "label": label})
+    df = pd.DataFrame(rows)
+    s1, s2 = make_split(df, seed=1), make_split(df, seed=1)
+    assert s1.equals(s2)
+    assert df.groupby("lesion_id").apply(lambda g: s1[g.index].nunique()).max() == 1  # a lesion never straddles
+    assert 0.6 < (s1 == "train").mean() < 0.8 and (s1 == "test").any() and (s1 == "val").any()
+
+
+def test_bad_rows_are_named(fixture_data, tmp_path):
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "images").symlink_to(fixture_data / "images")
+    df = pd.read_csv(fixture_data / "metadata.csv", dtype=str, keep_default_na=False)
+    df.loc[1, "file"] = "images/missing.jpg"
+    df.loc[2, "label4"] = "tumour"
+    df.loc[3, "age"] = "forty"
+    (fixture_data / "images" / "broken.jpg").write_bytes(b"not an image")
+    df.loc[4, "file"] = "images/broken.jpg"
+    df.to_csv(data / "metadata.csv", index=False)
+    with pytest.raises(DataError) as e:
+        read_metadata(data)
+    msg = str(e.value)
+    for line, what in ((3, "not found"), (4, "unknown label"), (5, "Age"), (6, "cannot be read")):
+        assert f"line {line} " in msg and what in msg, (line, what, msg)
+    assert "--skip-bad-rows" in msg
+    assert len(read_metadata(data, skip_bad_rows=True)) == len(df) - 4
+
+
+def _train_cmd(data, run, *extra):
+    return [sys.executable, "-m", "training.train", "--data", str(data), "--output", str(run), "--batch-size", "4",
+            "--size", "64", "--cache-size", "64", "--threads", "1", "--no-finalize", *extra]
+
+
+def test_kill_then_resume(fixture_data, tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(_train_cmd(fixture_data, run, "--epochs", "4"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no checkpoint was written"
+    time.sleep(0.5)  # now inside a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = pd.read_csv(run / "summary.csv")["epoch"].tolist()
+    assert done and done[-1] < 3, "the run finished before it could be killed"
+    out = subprocess.run(_train_cmd(fixture_data, run, "--epochs", "4", "--resume"), cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resumed from" in out.stdout
+    assert pd.read_csv(run / "summary.csv")["epoch"].tolist() == [0, 1, 2, 3]
+
+
+def test_ddp_two_cpu_processes(fixture_data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "training.train", *_train_cmd(fixture_data, run, "--epochs", "1")[3:]]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = pd.read_csv(run / "summary.csv")
+    assert list(summary["epoch"]) == [0]
+    assert (run / "best" / "model.safetensors").is_file()
+    load_classifier(run / "best")
