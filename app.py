@@ -166,6 +166,8 @@ def forget(photo: dict | None) -> None:
 
 def inline_image(img) -> dict:
     """A PIL image as an inline data URL for gr.Image: it is never written to disk."""
+    img = img.copy()
+    img.thumbnail((768, 768))  # shown at most this large; a phone photo would make a megabytes-long URL
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

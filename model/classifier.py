@@ -18,7 +18,7 @@ from PIL import Image
 from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
-from .quality import is_flat, quality_warnings
+from .quality import check
 from .runtime import optimize
 
 RISK_TEXT = {
@@ -89,6 +89,12 @@ class Classifier:
         d = torch.cdist(z, self.ood["centres"]) ** 2
         return torch.sqrt(d.min(1).values / z.shape[1])
 
+    def scope_ok(self, q) -> bool:
+        """The cheap checks of the gate: not flat, enough skin-coloured pixels, not pixel noise (limits in config.json)."""
+        ood = self.config.get("ood", {})
+        return (not q.flat and q.skin_fraction >= ood.get("skin_fraction_min", 0.0)
+                and q.sharpness <= ood.get("sharpness_max", float("inf")))
+
     def risk(self, probs: dict[str, float]) -> str:
         """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py)."""
         th = self.thresholds
@@ -104,11 +110,11 @@ class Classifier:
     def _result(self, img: Image.Image, p: np.ndarray, distance) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p)}
         label = max(probs, key=probs.get)
-        warnings = quality_warnings(img)
+        q = check(img)
         d = None if distance is None else float(distance)
-        in_scope = not is_flat(img) and (d is None or d <= self.ood_threshold)
+        in_scope = self.scope_ok(q) and (d is None or d <= self.ood_threshold)
         risk = self.risk(probs) if in_scope else "out_of_scope"
-        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, warnings, d)
+        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d)
 
     # ---- API ------------------------------------------------------------------------------------
     @torch.inference_mode()

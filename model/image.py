@@ -17,6 +17,7 @@ from torchvision.transforms.v2 import functional as F
 
 MAX_PIXELS = 40_000_000      # ~ a 7000x6000 photo; anything larger is refused from the header alone
 MIN_SIDE = 16
+DECODE_SIDE = 1024  # JPEGs are decoded at no less than this (the model needs 160; the heatmap is shown small)
 MAX_ASPECT = 20.0
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 # Pillow's names for those ("JPEG" also opens the multi-picture JPEGs some phones write). Any other format
@@ -86,6 +87,8 @@ def _checked_rgb(img: Image.Image) -> Image.Image:
         raise ImageError(f"This image is too small ({w}x{h} pixels). Please send a photo at least 224 pixels wide.")
     try:
         img.seek(0)  # animated GIF/WebP: the first frame
+        if img.format == "JPEG":  # a phone photo: let libjpeg decode at 1/2..1/8 scale, still >= DECODE_SIDE
+            img.draft(None, (DECODE_SIDE, DECODE_SIDE))
         img.load()
         img = ImageOps.exif_transpose(img)  # always a new image, so the caller may close the original
         img = to_rgb(img)

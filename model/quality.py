@@ -1,27 +1,51 @@
-"""Cheap image-quality checks. They warn; they never block a prediction of an in-scope image."""
+"""Cheap image-quality checks on one small thumbnail. They warn; they never block a prediction."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 MIN_GOOD_SIDE = 224
+# Sharpness = strongest gradients / intensity range, on a 256-pixel thumbnail. On the training images the
+# 1st percentile is 0.066; the same images blurred (Gaussian, sigma 3 px) have a median of 0.05.
+BLUR_THRESHOLD = 0.06
 
 
-def grey_array(img: Image.Image, side: int = 256) -> np.ndarray:
-    small = img.convert("L")
-    small.thumbnail((side, side), Image.Resampling.BILINEAR)
-    return np.asarray(small, dtype=np.float32)
+def thumbnail(img: Image.Image, side: int = 256) -> Image.Image:
+    small = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    small.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return small
 
 
-def sharpness(img: Image.Image) -> float:
-    """Variance of the Laplacian on a 256-pixel thumbnail: low means blurred."""
-    lap = np.asarray(img.convert("L").resize((256, 256), Image.Resampling.BILINEAR)
-                     .filter(ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], 1, 128)), dtype=np.float32)
-    return float(lap.var())
+def sharpness(grey: np.ndarray) -> float:
+    gx, gy = np.diff(grey, axis=1)[:-1], np.diff(grey, axis=0)[:, :-1]
+    lo, hi = np.percentile(grey, [1, 99])
+    return float(np.percentile(np.hypot(gx, gy), 99.5) / (hi - lo + 1e-6))
 
 
-def quality_warnings(img: Image.Image, blur_threshold: float = 20.0) -> list[str]:
-    grey = grey_array(img)
+def skin_fraction(small: Image.Image) -> float:
+    """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included)."""
+    ycc = np.asarray(small.convert("YCbCr"), dtype=np.float32)
+    cb, cr = ycc[..., 1], ycc[..., 2]
+    return float(((cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 135)).mean())
+
+
+@dataclass
+class Quality:
+    warnings: list[str]
+    flat: bool              # a solid colour or nearly so
+    skin_fraction: float
+    sharpness: float
+
+
+def check(img: Image.Image) -> Quality:
+    """Warnings in plain words, and the numbers the out-of-scope gate's cheap checks use."""
+    small = thumbnail(img)
+    rgb = np.asarray(small, dtype=np.float32)
+    flat = float(rgb.reshape(-1, 3).std(0).max()) < 4.0
+    grey = np.asarray(small.convert("L").resize((256, 256), Image.Resampling.BILINEAR), dtype=np.float32)
+    sharp = sharpness(grey)
     warnings = []
     if min(img.size) < MIN_GOOD_SIDE:
         warnings.append(f"The photo is small ({img.size[0]}x{img.size[1]} pixels); a sharper, larger photo gives a more reliable answer.")
@@ -30,11 +54,6 @@ def quality_warnings(img: Image.Image, blur_threshold: float = 20.0) -> list[str
         warnings.append("The photo is very dark; take it in good, even light.")
     elif mean > 220 or (grey >= 250).mean() > 0.3:
         warnings.append("The photo is very bright or overexposed; avoid a flash or direct sunlight on the spot.")
-    if sharpness(img) < blur_threshold:
+    if not flat and sharp < BLUR_THRESHOLD:
         warnings.append("The photo looks blurred; hold the camera steady and let it focus on the spot.")
-    return warnings
-
-
-def is_flat(img: Image.Image, min_std: float = 4.0) -> bool:
-    """A solid colour or nearly so: nothing to look at."""
-    return float(np.asarray(img.convert("RGB").resize((64, 64)), dtype=np.float32).std(axis=(0, 1)).max()) < min_std
+    return Quality(warnings, flat, skin_fraction(small), sharp)

@@ -114,3 +114,17 @@ def test_ddp_two_cpu_processes(fixture_data, tmp_path):
     assert list(summary["epoch"]) == [0]
     assert (run / "best" / "model.safetensors").is_file()
     load_classifier(run / "best")
+
+
+def test_teacher_then_distilled_student(fixture_data, tmp_path):
+    from training.teacher import get_args_parser, main as teacher_main
+    teacher_main(get_args_parser().parse_args(["--data", str(fixture_data), "--output", str(tmp_path / "teacher"),
+                                               "--split-from", str(tmp_path / "student"), "--size", "64"]))
+    npz = tmp_path / "teacher" / "teacher.npz"
+    info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
+    assert npz.is_file() and info["test"]["n"] > 0
+    out = subprocess.run(_train_cmd(fixture_data, tmp_path / "student", "--epochs", "1", "--teacher", str(npz)),
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "student" / "summary.csv").iloc[0]
+    assert row["train_kd"] > 0 and row["train_feat"] > 0   # both distillation losses were used

@@ -73,6 +73,16 @@ def ood_distance(feats: np.ndarray, ood: dict) -> np.ndarray:
     return np.sqrt(d.min(1) / z.shape[1])
 
 
+def fit_cheap_checks(paths) -> dict:
+    """Limits of the gate's cheap checks from the validation images: the skin-coloured share at its 1st percentile,
+    the sharpness (pixel noise) at its 99.5th, so each refuses about 1 % or 0.5 % of real lesions."""
+    from model.image import open_image
+    from model.quality import check
+    q = [check(open_image(p)) for p in paths]
+    return {"skin_fraction_min": float(np.quantile([x.skin_fraction for x in q], 0.01)),
+            "sharpness_max": float(np.quantile([x.sharpness for x in q], 0.995))}
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -107,7 +117,8 @@ def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None
     ood = fit_ood(tr_f, y_tr)
     d_va = ood_distance(va_f, ood)
     ood_cfg = {"method": f"Mahalanobis distance to the nearest class centre, whitened PCA ({OOD_COMPONENTS} components) of the train-split backbone features",
-               "threshold": float(np.quantile(d_va, OOD_QUANTILE)), "quantile_on_val": OOD_QUANTILE}
+               "threshold": float(np.quantile(d_va, OOD_QUANTILE)), "quantile_on_val": OOD_QUANTILE,
+               **fit_cheap_checks(df["path"][(split == "val").values])}
     command = "python -m training.train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("train.py") else None
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -82,10 +82,17 @@ def evaluate(weights: Path | str, data: Path | str, split_file: Path | str | Non
                            "with_metadata": summary_line(classification_report(y[has_meta], p[has_meta])),
                            "metadata_hidden": summary_line(classification_report(y[has_meta], softmax(hidden / t)))}
     if ood:
-        d = ood_distance(feats, ood)
+        from model.classifier import Classifier
+        from model.quality import check
+        gate = Classifier(model, config, ood, device="cpu")
+        cheap_ok = np.array([gate.scope_ok(check(open_image(p))) for p in df["path"]])
+        far = ood_distance(feats, ood) > config["ood"]["threshold"]
+        refused = far | ~cheap_ok
         results["ood"] = {"threshold": config["ood"]["threshold"],
-                          "test_lesions_refused": float((d[y != NO_LESION] > config["ood"]["threshold"]).mean()),
-                          "test_all_refused": float((d > config["ood"]["threshold"]).mean())}
+                          "test_lesions_refused": float(refused[y != NO_LESION].mean()),
+                          "test_lesions_refused_by_distance": float(far[y != NO_LESION].mean()),
+                          "test_lesions_refused_by_cheap_checks": float((~cheap_ok)[y != NO_LESION].mean()),
+                          "test_all_refused": float(refused.mean())}
     plots(weights, y, p, p_raw, rep, summary)
     config = read_config(weights)
     config.setdefault("metrics", {})[split_name] = results

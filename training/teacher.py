@@ -96,7 +96,7 @@ def main(args):
     for fit_i, pred_i in StratifiedKFold(5, shuffle=True, random_state=args.seed).split(idx, y[idx]):
         probs[idx[pred_i]] = fit_head(x[idx[fit_i]], y[idx[fit_i]], w[idx[fit_i]], C)(x[idx[pred_i]])
     report = classification_report(y[te], probs[te])
-    np.savez_compressed(run / "teacher.npz", image_id=df["image_id"].values.astype(str), probs=probs, features=feats.astype(np.float16))
+    np.savez_compressed(run / "teacher.npz", image_id=np.asarray(df["image_id"], dtype=str), probs=probs, features=feats.astype(np.float16))
     info = {"backbone": args.backbone, "input_size": args.size, "C": C, "val_macro_auc": best[0],
             "test": report, "seconds": round(time.time() - t0)}
     (run / "teacher.json").write_text(json.dumps(info, indent=2))

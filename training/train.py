@@ -267,7 +267,7 @@ def get_args_parser():
     p.add_argument("--feat-beta", type=float, default=0.5, help="weight of the teacher-feature regression loss")
     p.add_argument("--size", type=int, default=160, help="input resolution")
     p.add_argument("--cache-size", type=int, default=0, help="resolution images are decoded to in RAM (default max(size, 224))")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)

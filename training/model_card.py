@@ -1,0 +1,85 @@
+"""Print the README's model card (markdown) from a weights folder's config.json: the figures are never retyped.
+
+    python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from model.checkpoint import read_config
+
+
+def pct(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def row(name: str, r: dict) -> str:
+    return (f"| {name} | {pct(r.get('melanoma_auc'))} | {pct(r.get('malignant_auc'))} | {pct(r.get('macro_auc'))} | "
+            f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(r.get('no_lesion_recall', r.get('no_lesion', {}).get('sensitivity')))} | {pct(r.get('ece'))} |")
+
+
+def card(weights: Path, teacher: Path | None = None) -> str:
+    c = read_config(weights)
+    test = c["metrics"]["test"]
+    rep = test["report"]
+    d, t = c.get("data", {}), c.get("training", {})
+    out = [f"**Data.** {d.get('rows', '?')} images of `{d.get('source', '?')}` (HAM10000 and ISIC archive dermoscopy, plus "
+           f"lesion-free skin patches), split {d.get('split_rule', '')}: "
+           + ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items()) + ".",
+           f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, seed {t.get('seed')}, "
+           f"{round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} (torch {t.get('torch')}); best epoch "
+           f"{t.get('best_epoch')} by validation macro AUC. Input {c['preprocessing']['input_size']} px, centre square crop.",
+           "",
+           f"**Test split** ({test['n']} images, never used to choose anything):",
+           "",
+           "| model | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
+           "|---|---|---|---|---|---|---|"]
+    if teacher and Path(teacher).is_file():
+        tj = json.loads(Path(teacher).read_text())
+        out.append(row(f"teacher: frozen ImageNet {tj['backbone']} + logistic regression ({tj['input_size']} px)", tj["test"]))
+    out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata, distilled**", rep))
+    if "tta" in test:
+        out.append(row("the same with 4-flip test-time augmentation", test["tta"]))
+    m = test.get("metadata")
+    if m:
+        out.append(row(f"the same, only the {m['rows_with_metadata']} test rows with age, sex and site", m["with_metadata"]))
+        out.append(row("those rows with the metadata hidden (image only)", m["metadata_hidden"]))
+    out += ["",
+            f"95 % bootstrap intervals (1,000 resamples): melanoma AUC {pct(rep['melanoma_auc_ci95'][0])}-{pct(rep['melanoma_auc_ci95'][1])}, "
+            f"malignant AUC {pct(rep['malignant_auc_ci95'][0])}-{pct(rep['malignant_auc_ci95'][1])}.",
+            "",
+            "| class | test images | sensitivity (top class) | specificity | AUC (one vs rest) |", "|---|---|---|---|---|"]
+    for k in c["classes"]:
+        r = rep[k["id"]]
+        out.append(f"| {k['name']} | {r['n']} | {pct(r['sensitivity'])} | {pct(r['specificity'])} | {pct(r['auc'])} |")
+    th = c.get("thresholds", {})
+    out += ["", f"**Calibration.** Temperature {c['calibration']['temperature']:.3f}, fitted on the validation split: "
+                f"test ECE {pct(rep['ece_before_calibration'])} before, {pct(rep['ece'])} after (`weights/reliability.png`).", ""]
+    ops = [(n, rep.get(f"{n}_operating_point")) for n in ("melanoma", "malignant")]
+    out += ["**Operating points** (chosen on the validation split for sensitivity >= 0.90; the app's \"have it checked\" level):", "",
+            "| score | threshold | test sensitivity | test specificity |", "|---|---|---|---|"]
+    out += [f"| {n} probability{' (melanoma + other cancer)' if n == 'malignant' else ''} | {o['threshold']:.4f} | {pct(o['sensitivity'])} | {pct(o['specificity'])} |"
+            for n, o in ops if o]
+    out += ["", f"Risk levels: **high** when the melanoma probability >= {th.get('melanoma_high', 0):.3f} or the malignant one >= "
+                f"{th.get('malignant_high', 0):.3f} (validation specificity 0.95); **moderate** at the operating points above; "
+                f"**uncertain** when no class reaches {th.get('uncertain_max_prob', 0.5)}; otherwise **low**."]
+    ood, oos = test.get("ood"), c["metrics"].get("out_of_scope")
+    if ood:
+        out += ["", f"**Out-of-scope gate.** {c['ood']['method']}; threshold {c['ood']['threshold']:.3f} (99th percentile on the "
+                    f"validation split), plus cheap checks: a flat picture, a skin-coloured share under "
+                    f"{c['ood'].get('skin_fraction_min', 0):.3f} (validation 1st percentile) or pixel noise (sharpness over "
+                    f"{c['ood'].get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
+                    f"{ood['test_lesions_refused']:.1%}."
+                + (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
+                   f"`python -m training.scope_check`)." if oos else "")]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="weights")
+    p.add_argument("--teacher", default=None)
+    a = p.parse_args()
+    print(card(Path(a.weights), a.teacher))
