@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ctypes
 import io
 import os
 from pathlib import Path
@@ -187,6 +188,14 @@ def verdict(pred) -> str:
     return "\n\n".join(parts)
 
 
+def _release_memory():
+    """Hand freed memory back to the OS: glibc keeps what Grad-CAM's backward pass freed, so RSS would creep."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass
+
+
 def analyze(photo, age, sex, site, last=None):
     """Raw Gradio payloads in, raw payloads out (see the module docstring): label, verdict, heatmap.
 
@@ -212,6 +221,7 @@ def analyze(photo, age, sex, site, last=None):
             raise gr.Error(str(e), print_exception=False) from None
     finally:
         forget(photo)
+        _release_memory()
     if not pred.in_scope:
         return {}, verdict(pred), None, (key, image)
     label = results.postprocess({clf.names[c]: p for c, p in pred.probabilities.items()})
