@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,32 +20,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """The app on a free port; Gradio's upload folder (GRADIO_TEMP_DIR) is a tmp folder.
-
-    The first import of app fixes the folder of Gradio's cache; uploads must land in that same folder.
-    """
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_uploads")))
-        import app
-        mp.setenv("GRADIO_TEMP_DIR", app.demo.GRADIO_CACHE)
-        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
-        yield app
-        app.demo.close()
-
-
-@pytest.fixture(scope="module")
-def upload_dir(app) -> Path:
-    return Path(app.demo.GRADIO_CACHE)
 
 
 def test_analyze_in_the_browser(app, upload_dir, tmp_path):
