@@ -21,11 +21,13 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 
 from model import CheckpointError, MetadataSpec, load_classifier, open_image
 from model.classifier import OUT_OF_SCOPE_MESSAGE
+from model.gradcam import overlay
 
 # Gradio's run history would keep each request's photo in the browser (read at launch): never.
 os.environ["GRADIO_RUN_HISTORY"] = "False"
@@ -165,10 +167,20 @@ def forget(photo: dict | None) -> None:
         pass  # not empty: another file lives there
 
 
+HEATMAP_SIZE = 768  # the heatmap is shown at most this large; a phone photo would make a megabytes-long URL
+
+
+def heatmap_image(image, cam):
+    """The Grad-CAM map over a copy of the photo at most HEATMAP_SIZE pixels wide: drawn small, not shrunk after."""
+    w, h = image.size
+    scale = HEATMAP_SIZE / max(w, h)
+    if scale < 1:
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return overlay(image, cam)
+
+
 def inline_image(img) -> dict:
     """A PIL image as an inline data URL for gr.Image: it is never written to disk."""
-    img = img.copy()
-    img.thumbnail((768, 768))  # shown at most this large; a phone photo would make a megabytes-long URL
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -189,7 +201,7 @@ def verdict(pred) -> str:
 
 
 def _release_memory():
-    """Hand freed memory back to the OS: glibc keeps what Grad-CAM's backward pass freed, so RSS would creep."""
+    """Hand freed memory back to the OS: glibc keeps freed blocks (decoded photos, tensors), so RSS would creep."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
@@ -215,8 +227,7 @@ def analyze(photo, age, sex, site, last=None):
                 image = last[1]
             else:
                 image = open_image(source)
-            pred = clf.predict(image, age, sex, site)
-            cam = clf.explain(image, age, sex, site) if pred.in_scope else None
+            pred = clf.predict(image, age, sex, site)  # with its Grad-CAM map, from the same forward pass
         except ValueError as e:  # ImageError is a ValueError; the messages are written for people
             raise gr.Error(str(e), print_exception=False) from None
     finally:
@@ -225,7 +236,7 @@ def analyze(photo, age, sex, site, last=None):
     if not pred.in_scope:
         return {}, verdict(pred), None, (key, image)
     label = results.postprocess({clf.names[c]: p for c, p in pred.probabilities.items()})
-    return label.model_dump(), verdict(pred), inline_image(cam), (key, image)
+    return label.model_dump(), verdict(pred), inline_image(heatmap_image(image, pred.heatmap)), (key, image)
 
 
 # ---- the page ------------------------------------------------------------------------------------

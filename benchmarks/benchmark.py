@@ -202,7 +202,7 @@ def alternatives(model: nn.Module, size: int, runs: int, batch: int, with_compil
         with torch.no_grad():
             ts = torch.jit.trace(model, inputs[1])
         ts = torch.jit.optimize_for_inference(torch.jit.freeze(ts))
-        return lambda x, m: (None, ts(x, m))
+        return lambda x, m: (None, None, ts(x, m))
 
     def compiled():
         fn = torch.compile(EagerRunner(model).__call__)

@@ -4,10 +4,10 @@
     clf = load_classifier()
     r = clf.predict(image, age=None, sex=None, site=None)
     r.probabilities    # {"melanoma": p, "other_cancer": p, "benign": p, "no_lesion": p}
+    clf.explain(image) # the photo with the Grad-CAM heatmap of the predicted class over it
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,9 @@ class Prediction:
     in_scope: bool = True
     warnings: list[str] = field(default_factory=list)
     ood_distance: float | None = None
+    # Grad-CAM of the predicted class, (H', W') in [0, 1] over the centred square the model saw; None when
+    # out of scope. gradcam.overlay(photo, heatmap) draws it over the photo (or a thumbnail of it).
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def malignant_probability(self) -> float:
@@ -67,8 +70,7 @@ class Classifier:
         self.thresholds = config.get("thresholds", {})
         self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
         self.ood_threshold = config.get("ood", {}).get("threshold")
-        self._explain_lock = threading.Lock()  # Grad-CAM hooks are per model: one at a time
-        # predict goes through the fast path (ONNX Runtime on CPU, see runtime.py); explain uses self.model.
+        # The fast path (ONNX Runtime on CPU, see runtime.py); Grad-CAM uses self.model's small head only.
         self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
 
     # ---- inputs ---------------------------------------------------------------------------------
@@ -107,14 +109,14 @@ class Classifier:
             return "uncertain"
         return "low"
 
-    def _result(self, img: Image.Image, p: np.ndarray, distance) -> Prediction:
+    def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p)}
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
         in_scope = self.scope_ok(q) and (d is None or d <= self.ood_threshold)
         risk = self.risk(probs) if in_scope else "out_of_scope"
-        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d)
+        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, heatmap if in_scope else None)
 
     # ---- API ------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -126,11 +128,13 @@ class Classifier:
         if n == 0:
             return []
         pils, x, meta = self._prepare(images, ages, sexes, sites)
-        feats, logits = self.runner(x, meta)
+        maps, feats, logits = self.runner(x, meta)
         logits = logits.float() / self.temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(feats)
-        return [self._result(img, p, None if dist is None else dist[i]) for i, (img, p) in enumerate(zip(pils, probs))]
+        cams = gradcam(self.model, maps, meta, logits.argmax(1))
+        return [self._result(img, p, None if dist is None else dist[i], cam)
+                for i, (img, p, cam) in enumerate(zip(pils, probs, cams))]
 
     def predict(self, image, age=None, sex=None, site=None) -> Prediction:
         return self.predict_batch([image], [age], [sex], [site])[0]
@@ -138,9 +142,10 @@ class Classifier:
     def explain(self, image, age=None, sex=None, site=None, target: str | None = None) -> Image.Image:
         """Grad-CAM of the predicted class (or `target`) over the photo, as an RGB image of the photo's size."""
         pils, x, meta = self._prepare([image], [age], [sex], [site])
-        with self._explain_lock:
-            cam, _ = gradcam(self.model, x, meta, None if target is None else self.classes.index(target))
-        return overlay(pils[0], cam)
+        with torch.inference_mode():
+            maps, _, _ = self.runner(x, meta)
+        targets = None if target is None else torch.tensor([self.classes.index(target)], device=self.device)
+        return overlay(pils[0], gradcam(self.model, maps, meta, targets)[0])
 
 
 def load_classifier(weights_dir: str | Path = DEFAULT_WEIGHTS, device: str = "auto") -> Classifier:

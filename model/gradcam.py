@@ -1,4 +1,4 @@
-"""Grad-CAM on the last spatial block of the backbone (conv_head only sees the pooled 1x1 map)."""
+"""Grad-CAM on the last spatial feature maps of the backbone (conv_head only sees the pooled 1x1 map)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,32 +10,26 @@ from PIL import Image
 _RAMP = np.array([[0, 0, 128], [0, 90, 255], [0, 200, 170], [170, 230, 40], [255, 200, 0], [230, 40, 0]], np.float32)
 
 
-def gradcam(model, image: torch.Tensor, meta: torch.Tensor, target: int | None = None) -> tuple[np.ndarray, int]:
-    """(H', W') map in [0, 1] for class `target` (default: the predicted one) and the class used."""
-    layer = model.backbone.blocks[-1]
-    store = {}
+def gradcam(model, maps: torch.Tensor, meta: torch.Tensor, targets: torch.Tensor | None = None) -> np.ndarray:
+    """(B, H', W') Grad-CAM maps in [0, 1], one per image, for class `targets` (default: the predicted ones).
 
-    def hook(_module, _inputs, output):
-        if not output.requires_grad:  # a predict() running in another thread (inference mode): not ours
-            return
-        store["act"] = output
-        output.register_hook(lambda g: store.__setitem__("grad", g))
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            image = image.detach().requires_grad_(True)  # makes the graph reach the hooked block in eval mode
-            logits = model(image, meta)
-            target = int(logits.argmax(1)[0]) if target is None else target
-            model.zero_grad(set_to_none=True)
-            logits[0, target].backward()
-    finally:
-        handle.remove()
-    act, grad = store["act"][0], store["grad"][0]
-    weights = grad.mean(dim=(1, 2), keepdim=True)
-    cam = F.relu((weights * act).sum(0))
-    cam = cam / cam.max() if cam.max() > 0 else cam
-    return cam.detach().cpu().numpy(), target
+    `maps` are the last spatial feature maps, from the runner's single forward pass. Grad-CAM needs the
+    gradient of the class logit with respect to them, and everything after them is the small head (global
+    pool, conv_head, the fusion with the metadata, the linear layer): back-propagating through the head
+    alone gives exactly the gradient a backward pass through the whole network would, at a tiny fraction
+    of its cost. In eval mode the images of a batch are independent, so one backward pass of the summed
+    target logits gives each image its own gradient.
+    """
+    with torch.inference_mode(False), torch.enable_grad():  # callable from inside predict's inference mode
+        maps = maps.clone().float().requires_grad_(True)   # a clone is an ordinary tensor autograd can track
+        logits = model.forward_head(model.pool_maps(maps), meta.clone().float())
+        targets = logits.argmax(1) if targets is None else targets.clone()
+        grad, = torch.autograd.grad(logits.gather(1, targets.view(-1, 1)).sum(), maps)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * maps.detach()).sum(1))
+    peak = cam.amax(dim=(1, 2), keepdim=True)
+    cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), cam)
+    return cam.cpu().numpy()
 
 
 def colorize(cam: np.ndarray) -> np.ndarray:

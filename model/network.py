@@ -41,8 +41,16 @@ class SkinLesionNet(nn.Module):
         )
         self.head = nn.Sequential(nn.Dropout(args.dropout), nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
 
+    def forward_maps(self, image: torch.Tensor) -> torch.Tensor:
+        """The last spatial feature maps (B, C, H/32, W/32): what Grad-CAM explains."""
+        return self.backbone.forward_features(image)
+
+    def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps -> pooled image features (global pool, then the backbone's own conv_head)."""
+        return self.backbone.forward_head(maps)
+
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
-        return self.backbone(image)
+        return self.pool_maps(self.forward_maps(image))
 
     def forward_head(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([features, self.meta(meta)], dim=1))

@@ -1,8 +1,9 @@
 """The inference path: ONNX Runtime on CPU, the eager PyTorch module on GPU or when ONNX Runtime is missing.
 
-A runner is called as `runner(image, meta) -> (features, logits)`: the pooled backbone features (for the
-out-of-scope gate) and the logits, the same numbers as `model.forward_features` / `model.forward_head`.
-The eager module itself stays as it is: Grad-CAM needs it with gradients.
+A runner is called as `runner(image, meta) -> (maps, features, logits)`: the last spatial feature maps
+(for Grad-CAM, see gradcam.py), the pooled image features (for the out-of-scope gate) and the logits, the
+same numbers as `model.forward_maps` / `model.pool_maps` / `model.forward_head`. One backbone pass gives
+everything a request needs: Grad-CAM only back-propagates through the small head, in eager PyTorch.
 
 Why ONNX Runtime: on a 2-core CPU it ran this network 2.5-3x faster than eager PyTorch, batch 1 and 32,
 where channels_last, BatchNorm folding and TorchScript freezing gained 10-30% and torch.compile took minutes
@@ -33,25 +34,32 @@ class EagerRunner:
     def __init__(self, model: nn.Module):
         self.model = model
 
-    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.model.forward_features(image)
-        return feats, self.model.forward_head(feats, meta)
+    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return run_all(self.model, image, meta)
 
 
-class _FeaturesAndLogits(nn.Module):
-    """What gets exported: one graph with both outputs, so the backbone runs once."""
+def run_all(model: nn.Module, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    maps = model.forward_maps(image)
+    feats = model.pool_maps(maps)
+    return maps, feats, model.forward_head(feats, meta)
+
+
+class _AllOutputs(nn.Module):
+    """What gets exported: one graph with the three outputs, so the backbone runs once."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, image, meta):
-        feats = self.model.forward_features(image)
-        return feats, self.model.forward_head(feats, meta)
+        return run_all(self.model, image, meta)
+
+
+OUTPUTS = ("maps", "features", "logits")
 
 
 def export_onnx(model: nn.Module, input_size: int, meta_dim: int) -> bytes:
-    """The eval-mode network as an ONNX graph (inputs image, meta; outputs features, logits), any batch size.
+    """The eval-mode network as an ONNX graph (inputs image, meta; outputs maps, features, logits), any batch size.
 
     The TorchScript-based exporter is used because it takes about a second here where the torch.export-based
     one takes twenty: export time is start-up time. Its deprecation warning is expected and silenced.
@@ -60,9 +68,9 @@ def export_onnx(model: nn.Module, input_size: int, meta_dim: int) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_FeaturesAndLogits(model).eval(), (image, meta), buf, dynamo=False, opset_version=17,
-                          input_names=["image", "meta"], output_names=["features", "logits"],
-                          dynamic_axes={name: {0: "batch"} for name in ("image", "meta", "features", "logits")})
+        torch.onnx.export(_AllOutputs(model).eval(), (image, meta), buf, dynamo=False, opset_version=17,
+                          input_names=["image", "meta"], output_names=list(OUTPUTS),
+                          dynamic_axes={name: {0: "batch"} for name in ("image", "meta") + OUTPUTS})
     return buf.getvalue()
 
 
@@ -83,13 +91,13 @@ class OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, logits = self.session.run(None, {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()})
-        return torch.from_numpy(feats), torch.from_numpy(logits)
+    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs = self.session.run(list(OUTPUTS), {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()})
+        return tuple(torch.from_numpy(o) for o in outputs)
 
 
 def max_difference(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float:
-    """The largest absolute difference between two (features, logits) pairs, relative to max(1, |values|)."""
+    """The largest absolute difference between two runners' outputs, relative to max(1, |values|)."""
     return max(float((x - y).abs().max() / max(1.0, float(y.abs().max()))) for x, y in zip(a, b))
 
 

@@ -119,6 +119,48 @@ def test_explain_heatmap(shipped, example_images):
     assert a.min() >= 0 and a.max() <= 255 and not np.array_equal(a, np.asarray(img.convert("RGB")))
 
 
+def reference_gradcam(model, image, meta, target):
+    """Textbook Grad-CAM: hook the last block, back-propagate the class logit through the whole network."""
+    store = {}
+    handle = model.backbone.blocks[-1].register_forward_hook(lambda m, i, o: store.update(act=o) or o.retain_grad())
+    try:
+        with torch.enable_grad():
+            logits = model(image.requires_grad_(True), meta)
+            logits[0, target].backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    act, grad = store["act"][0], store["act"].grad[0]
+    cam = torch.relu((grad.mean(dim=(1, 2), keepdim=True) * act).sum(0))
+    return (cam / cam.max()).detach().numpy()
+
+
+def test_heatmap_is_grad_cam_of_the_whole_network(shipped, example_images):
+    """predict's heatmap (one ONNX pass, backward through the head only) equals the full backward pass's."""
+    ex = example_images.iloc[:4]
+    preds = shipped.predict_batch(list(ex["path"]), list(ex["age"]), list(ex["sex"]), list(ex["site"]))
+    _, x, meta = shipped._prepare(list(ex["path"]), list(ex["age"]), list(ex["sex"]), list(ex["site"]))
+    checked = 0
+    for i, pred in enumerate(preds):
+        if pred.heatmap is None:
+            assert not pred.in_scope
+            continue
+        ref = reference_gradcam(shipped.model, x[i:i + 1].clone(), meta[i:i + 1], shipped.classes.index(pred.label))
+        assert pred.heatmap.shape == ref.shape and ref.shape[0] > 1
+        np.testing.assert_allclose(pred.heatmap, ref, atol=1e-3)
+        checked += 1
+    assert checked >= 3
+
+
+def test_explain_other_class_differs(shipped, example_images):
+    img = Image.open(example_images["path"][0])
+    pred = shipped.predict(img)
+    other = next(c for c in shipped.classes if c not in (pred.label, "no_lesion"))
+    a, b = np.asarray(shipped.explain(img)), np.asarray(shipped.explain(img, target=other))
+    assert np.array_equal(a, np.asarray(shipped.explain(img)))  # deterministic
+    assert not np.array_equal(a, b)
+
+
 def test_blurred_lesion_gets_blur_warning(shipped, example_images):
     img = Image.open(example_images["path"][0]).resize((448, 448))
     assert not any("blur" in w for w in shipped.predict(img).warnings)

@@ -46,8 +46,10 @@ def test_random_inputs_match_eager(shipped, eager, batch, metadata):
     else:
         meta = torch.tensor([shipped.spec.encode(None, None, None)] * batch, dtype=torch.float32)
     with torch.inference_mode():
-        (f_fast, l_fast), (f_eager, l_eager) = shipped.runner(image, meta), eager(image, meta)
+        (m_fast, f_fast, l_fast), (m_eager, f_eager, l_eager) = shipped.runner(image, meta), eager(image, meta)
     assert f_fast.shape == (batch, shipped.model.feature_dim)
+    assert m_fast.ndim == 4 and m_fast.shape[0] == batch
+    assert_close(m_fast, m_eager)
     assert_close(f_fast, f_eager)
     assert_close(l_fast, l_eager)
     t = shipped.temperature
@@ -74,6 +76,8 @@ def test_example_images_match_eager(shipped, eager, example_images, with_metadat
     for a, b in zip(fast, slow):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in shipped.classes) <= TOL
         assert a.label == b.label and a.risk == b.risk and a.in_scope == b.in_scope
+        if b.heatmap is not None:
+            assert float(abs(a.heatmap - b.heatmap).max()) <= 1e-3
         if b.ood_distance is not None:
             assert abs(a.ood_distance - b.ood_distance) <= TOL * max(1.0, b.ood_distance)
 
@@ -93,6 +97,6 @@ def test_falls_back_to_eager_without_onnxruntime(shipped, monkeypatch):
 
 
 def test_falls_back_to_eager_when_outputs_differ(shipped, monkeypatch):
-    monkeypatch.setattr(OnnxRunner, "__call__", lambda self, image, meta: (torch.zeros(1, 1), torch.full((1, 4), 9.0)))
+    monkeypatch.setattr(OnnxRunner, "__call__", lambda self, image, meta: (torch.zeros(1, 1, 1, 1), torch.zeros(1, 1), torch.full((1, 4), 9.0)))
     runner = optimize(shipped.model, shipped.config["preprocessing"]["input_size"], "cpu")
     assert isinstance(runner, EagerRunner)

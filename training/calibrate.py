@@ -96,7 +96,7 @@ def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
-        m = torch.from_numpy((split == name).values)
+        m = torch.from_numpy((split == name).to_numpy(copy=True))
         parts[name] = SkinDataset(df[m.numpy()], cache[m], transform, spec)
     tr_f, _ = features_and_logits(model, parts["train"])
     va_f, va_logits = features_and_logits(model, parts["val"])
