@@ -211,8 +211,9 @@ def _release_memory():
 def analyze(photo, age, sex, site, last=None):
     """Raw Gradio payloads in, raw payloads out (see the module docstring): label, verdict, heatmap.
 
-    `last` is this browser session's previous photo, kept in memory only (never on disk), so that
-    Analyze can run again on the same photo, e.g. after the age was changed, once its file is deleted.
+    `last` is this browser session's previous photo, as the bytes that were uploaded (compressed, and decoded
+    the same way again), kept in memory only (never on disk), so that Analyze can run again on the same photo,
+    e.g. after the age was changed, once its file is deleted.
     """
     try:
         if clf is None:
@@ -223,10 +224,11 @@ def analyze(photo, age, sex, site, last=None):
         try:
             key = photo.get("path") or photo.get("url")
             source = photo_source(photo)
-            if last and last[0] == key and isinstance(source, str) and not Path(source).exists():
-                image = last[1]
-            else:
-                image = open_image(source)
+            if isinstance(source, str) and Path(source).is_file():
+                source = Path(source).read_bytes()  # at most max_file_size; kept compressed for a second Analyze
+            elif last and last[0] == key:
+                source = last[1]
+            image = open_image(source)
             pred = clf.predict(image, age, sex, site)  # with its Grad-CAM map, from the same forward pass
         except ValueError as e:  # ImageError is a ValueError; the messages are written for people
             raise gr.Error(str(e), print_exception=False) from None
@@ -234,9 +236,9 @@ def analyze(photo, age, sex, site, last=None):
         forget(photo)
         _release_memory()
     if not pred.in_scope:
-        return {}, verdict(pred), None, (key, image)
+        return {}, verdict(pred), None, (key, source)
     label = results.postprocess({clf.names[c]: p for c, p in pred.probabilities.items()})
-    return label.model_dump(), verdict(pred), inline_image(heatmap_image(image, pred.heatmap)), (key, image)
+    return label.model_dump(), verdict(pred), inline_image(heatmap_image(image, pred.heatmap)), (key, source)
 
 
 # ---- the page ------------------------------------------------------------------------------------
