@@ -57,11 +57,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, temp_dir: Path, log_path: Path) -> subprocess.Popen:
+def start_app(port: int, temp_dir: Path, log_path: Path, script: Path = ROOT / "app.py") -> subprocess.Popen:
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False")
     with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_until_up(url: str, app: subprocess.Popen, log_path: Path, timeout: float) -> float:
@@ -271,6 +271,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=500, help="sequential requests in the memory part (0: skip)")
     p.add_argument("--start-timeout", type=float, default=300, help="seconds to wait for the app to answer")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json", help="JSON results")
+    p.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app script to start (to compare a variant)")
     p.add_argument("--app-log", type=Path, help="keep the app's output here (default: a temporary file, whose end "
                                                   "is printed when a request failed)")
     return p
@@ -281,7 +282,7 @@ def main(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="load_test_") as tmp:
         temp_dir, log_path = Path(tmp) / "gradio", args.app_log or Path(tmp) / "app.log"
-        app = start_app(port, temp_dir, log_path)
+        app = start_app(port, temp_dir, log_path, args.app)
         try:
             results = {"startup_s": round(wait_until_up(url, app, log_path, args.start_timeout), 1)}
             results["rss_idle_mb"] = round(rss_mb(app.pid), 1)

@@ -168,6 +168,33 @@ def test_blurred_lesion_gets_blur_warning(shipped, example_images):
     assert any("blur" in w for w in blurred.warnings)
 
 
+def paste_on_skin(img: Image.Image, where: tuple[int, int], side: int = 600) -> Image.Image:
+    """The photo on a larger canvas of its own border's skin colour, its top-left corner at `where`."""
+    a = np.asarray(img.convert("RGB"))
+    border = np.concatenate([a[:8].reshape(-1, 3), a[-8:].reshape(-1, 3)])
+    canvas = Image.new("RGB", (side, side), tuple(int(v) for v in np.median(border, 0)))
+    canvas.paste(img, where)
+    return canvas
+
+
+def test_off_centre_spot_gets_a_warning(example_images):
+    """Pigmented spots (melanoma, moles) moved into a corner are seen; pale pink carcinomas may not stand out."""
+    from model.quality import check
+    lesions = example_images[example_images["label4"].isin(["melanoma", "benign"])]
+    assert len(lesions) >= 4
+    for path in lesions["path"]:
+        img = Image.open(path).convert("RGB")
+        assert not any("middle" in w for w in check(img).warnings)  # the photo as it is: centred
+        assert not any("middle" in w for w in check(paste_on_skin(img, (188, 188))).warnings)
+        assert any("middle" in w for w in check(paste_on_skin(img, (10, 10))).warnings), path
+
+
+def test_plain_skin_has_no_spot(example_images):
+    from model.quality import check
+    for path in example_images[example_images["label4"] == "no_lesion"]["path"]:
+        assert not any("middle" in w for w in check(Image.open(path)).warnings)
+
+
 def test_dark_image_warning(shipped, example_images):
     img = Image.open(example_images["path"][0]).resize((448, 448)).point(lambda v: v // 6)
     assert any("dark" in w for w in shipped.predict(img).warnings)
