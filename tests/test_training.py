@@ -45,6 +45,19 @@ def test_evaluate_command(trained_weights, fixture_data):
     assert json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["n"] == rep["n"]
 
 
+def test_metadata_ablation_command(trained_weights, fixture_data):
+    from training.evaluate import evaluate
+    from training.metadata_ablation import ablation
+    out = ablation(trained_weights, fixture_data)
+    reference = evaluate(trained_weights, fixture_data)["metadata"]
+    assert out["rows"] == reference["rows_with_metadata"] > 0
+    assert out["network_with_metadata"] == reference["with_metadata"]
+    assert out["network_metadata_hidden"] == reference["metadata_hidden"]
+    for name in ("image_only_head", "image_and_metadata_head"):
+        assert 0 <= out[name]["balanced_accuracy"] <= 1 and 0 <= out[name]["ece"] <= 1
+    assert json.loads((trained_weights / "config.json").read_text())["metrics"]["metadata_ablation"]["rows"] == out["rows"]
+
+
 def test_split_is_by_lesion_and_stratified():
     rows = []
     for i in range(200):
