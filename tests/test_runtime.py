@@ -100,3 +100,54 @@ def test_falls_back_to_eager_when_outputs_differ(shipped, monkeypatch):
     monkeypatch.setattr(OnnxRunner, "__call__", lambda self, image, meta: (torch.zeros(1, 1, 1, 1), torch.zeros(1, 1), torch.full((1, 4), 9.0)))
     runner = optimize(shipped.model, shipped.config["preprocessing"]["input_size"], "cpu")
     assert isinstance(runner, EagerRunner)
+
+
+class SlowRunner:
+    """A runner that takes its time (so concurrent calls pile up) and can be told to fail once."""
+    name = "slow"
+
+    def __init__(self, runner, fail_once=False):
+        self.runner, self.fail_once, self.calls = runner, fail_once, []
+
+    def __call__(self, image, meta):
+        import time
+        self.calls.append(len(image))
+        time.sleep(0.05)
+        if self.fail_once:
+            self.fail_once = False
+            raise RuntimeError("the network failed")
+        return self.runner(image, meta)
+
+
+def test_batching_runner_gives_each_caller_its_own_answer(shipped, example_images):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model.batching import BatchingRunner
+    ex = example_images
+    args = [(p, a, s, t) for p, a, s, t in zip(ex["path"], ex["age"], ex["sex"], ex["site"])] * 3
+    direct = [shipped.predict(*a) for a in args]
+    slow = SlowRunner(shipped.runner)
+    fast, shipped.runner = shipped.runner, BatchingRunner(slow, max_batch=8)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            batched = list(pool.map(lambda a: shipped.predict(*a), args))
+    finally:
+        shipped.runner = fast
+    assert max(slow.calls) > 1 and max(slow.calls) <= 8 and sum(slow.calls) == len(args)
+    for a, b in zip(direct, batched):
+        assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in shipped.classes) <= TOL
+        assert a.label == b.label and a.in_scope == b.in_scope
+        assert (a.heatmap is None) == (b.heatmap is None)
+        if a.heatmap is not None:
+            assert float(abs(a.heatmap - b.heatmap).max()) <= 1e-3
+
+
+def test_batching_runner_error_reaches_the_callers_and_it_goes_on(shipped):
+    from model.batching import BatchingRunner
+    size = shipped.config["preprocessing"]["input_size"]
+    image, meta = torch.zeros(1, 3, size, size), torch.zeros(1, shipped.spec.dim)
+    runner = BatchingRunner(SlowRunner(shipped.runner, fail_once=True))
+    with pytest.raises(RuntimeError, match="the network failed"):
+        runner(image, meta)
+    maps, feats, logits = runner(image, meta)
+    assert logits.shape == (1, 4) and torch.isfinite(logits).all()

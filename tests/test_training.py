@@ -58,6 +58,14 @@ def test_metadata_ablation_command(trained_weights, fixture_data):
     assert json.loads((trained_weights / "config.json").read_text())["metrics"]["metadata_ablation"]["rows"] == out["rows"]
 
 
+def test_model_card_comes_from_config(trained_weights):
+    from training.model_card import card
+    text = card(trained_weights, compare=[("another run", trained_weights)])
+    rep = json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["report"]
+    assert "| another run |" in text and "**shipped:" in text and "**Operating points**" in text
+    assert f"| {rep['melanoma_auc']:.3f} |" in text
+
+
 def test_split_is_by_lesion_and_stratified():
     rows = []
     for i in range(200):

@@ -1,6 +1,7 @@
 """Print the README's model card (markdown) from a weights folder's config.json: the figures are never retyped.
 
     python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json]
+        [--compare "MobileNetV4 from scratch=runs/scratch/weights"]
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def row(name: str, r: dict) -> str:
             f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(r.get('no_lesion_recall', r.get('no_lesion', {}).get('sensitivity')))} | {pct(r.get('ece'))} |")
 
 
-def card(weights: Path, teacher: Path | None = None) -> str:
+def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Path]] = ()) -> str:
     c = read_config(weights)
     test = c["metrics"]["test"]
     rep = test["report"]
@@ -39,11 +40,24 @@ def card(weights: Path, teacher: Path | None = None) -> str:
     if teacher and Path(teacher).is_file():
         tj = json.loads(Path(teacher).read_text())
         out.append(row(f"teacher: frozen ImageNet {tj['backbone']} + logistic regression ({tj['input_size']} px)", tj["test"]))
+    for name, folder in compare:  # other runs on the same split, e.g. without the teacher
+        other = read_config(folder)["metrics"]["test"]
+        out.append(row(name, other["report"]))
+        if "tta" in other:
+            out.append(row(f"{name}, 4-flip test-time augmentation", other["tta"]))
     out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata, distilled**", rep))
     if "tta" in test:
-        out.append(row("the same with 4-flip test-time augmentation", test["tta"]))
-    m = test.get("metadata")
-    if m:
+        out.append(row("shipped, 4-flip test-time augmentation", test["tta"]))
+    ablation, m = c["metrics"].get("metadata_ablation"), test.get("metadata")
+    if ablation:
+        out += ["", f"**Metadata** (the {ablation['rows']} test rows that have age, sex and site; `python -m training.metadata_ablation`):",
+                "", "| answer | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
+                "|---|---|---|---|---|---|---|",
+                row("shipped network, with the metadata", ablation["network_with_metadata"]),
+                row("shipped network, metadata hidden (a photo-only request)", ablation["network_metadata_hidden"]),
+                row("image-only model: a head trained without metadata on the network's image features", ablation["image_only_head"]),
+                row("the same kind of head with the metadata added to its input", ablation["image_and_metadata_head"])]
+    elif m:
         out.append(row(f"the same, only the {m['rows_with_metadata']} test rows with age, sex and site", m["with_metadata"]))
         out.append(row("those rows with the metadata hidden (image only)", m["metadata_hidden"]))
     out += ["",
@@ -81,5 +95,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="weights")
     p.add_argument("--teacher", default=None)
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
+                   help="a row for another weights folder evaluated on the same split (repeatable)")
     a = p.parse_args()
-    print(card(Path(a.weights), a.teacher))
+    print(card(Path(a.weights), a.teacher, [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)]))
