@@ -314,3 +314,35 @@ def test_site_aliases_map_to_canonical_sites():
     spec = MetadataSpec()
     assert spec.parse_site("back") == spec.parse_site(" Back ") == "posterior torso"
     assert spec.parse_site("face") == "head/neck"
+
+
+# ---- the same files and values through the app's /predict, as a gradio_client user sends them --------------
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+    return Client(app.demo.local_url, verbose=False)
+
+
+def expect_from_app(client, path, words, age=55, sex="male", site="back"):
+    """Four bars (or the out-of-scope verdict) if `words` is OK, else the app's message matching `words`."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    if words is OK:
+        label, verdict, _ = client.predict(handle_file(str(path)), age, sex, site, api_name="/predict")
+        assert (label and len(label["confidences"]) == 4) or "No assessment" in verdict
+        return
+    with pytest.raises(AppError, match=f"(?is){words}") as err:
+        client.predict(handle_file(str(path)), age, sex, site, api_name="/predict")
+    assert "Traceback" not in str(err.value)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_file_through_the_app(client, files, case):
+    expect_from_app(client, files[case], CASES[case][2])
+
+
+@pytest.mark.parametrize("field, value, words", METADATA, ids=[f"{f}={v!r}" for f, v, _ in METADATA])
+def test_metadata_through_the_app(client, field, value, words):
+    meta = {"age": 55, "sex": "male", "site": "back", field: value}
+    expect_from_app(client, PHOTO, words, **meta)
