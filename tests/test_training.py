@@ -140,10 +140,10 @@ def test_ddp_two_cpu_processes(fixture_data, tmp_path):
 def test_teacher_then_distilled_student(fixture_data, tmp_path):
     from training.teacher import get_args_parser, main as teacher_main
     teacher_main(get_args_parser().parse_args(["--data", str(fixture_data), "--output", str(tmp_path / "teacher"),
-                                               "--split-from", str(tmp_path / "student"), "--size", "64"]))
+                                               "--split-from", str(tmp_path / "student"), "--size", "64", "--tta"]))
     npz = tmp_path / "teacher" / "teacher.npz"
     info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
-    assert npz.is_file() and info["test"]["n"] > 0
+    assert npz.is_file() and info["test"]["n"] > 0 and info["test_tta"]["n"] == info["test"]["n"]
     out = subprocess.run(_train_cmd(fixture_data, tmp_path / "student", "--epochs", "1", "--teacher", str(npz)),
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

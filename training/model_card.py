@@ -40,6 +40,8 @@ def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Pa
     if teacher and Path(teacher).is_file():
         tj = json.loads(Path(teacher).read_text())
         out.append(row(f"teacher: frozen ImageNet {tj['backbone']} + logistic regression ({tj['input_size']} px)", tj["test"]))
+        if "test_tta" in tj:
+            out.append(row("teacher, 4-flip test-time augmentation", tj["test_tta"]))
     for name, folder in compare:  # other runs on the same split, e.g. without the teacher
         other = read_config(folder)["metrics"]["test"]
         out.append(row(name, other["report"]))

@@ -71,12 +71,12 @@ def main(args):
     run = Path(args.output)
     run.mkdir(parents=True, exist_ok=True)
     feats_path = run / "features.npy"
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    backbone = efficientnet_lite(args.backbone)
+    cfg = timm.data.resolve_model_data_config(backbone)
     if feats_path.is_file():
         feats = np.load(feats_path)
     else:
-        backbone = efficientnet_lite(args.backbone)
-        cfg = timm.data.resolve_model_data_config(backbone)
-        torch.set_num_threads(args.threads or torch.get_num_threads())
         feats = extract_features(backbone, load_images(df["path"], args.size), cfg["mean"], cfg["std"])
         np.save(feats_path, feats)
     meta = np.array([spec.encode(a, s, t) for a, s, t in zip(df["age_value"], df["sex_value"], df["site_value"])], np.float32)
@@ -97,8 +97,14 @@ def main(args):
         probs[idx[pred_i]] = fit_head(x[idx[fit_i]], y[idx[fit_i]], w[idx[fit_i]], C)(x[idx[pred_i]])
     report = classification_report(y[te], probs[te])
     np.savez_compressed(run / "teacher.npz", image_id=np.asarray(df["image_id"], dtype=str), probs=probs, features=feats.astype(np.float16))
-    info = {"backbone": args.backbone, "input_size": args.size, "C": C, "val_macro_auc": best[0],
-            "test": report, "seconds": round(time.time() - t0)}
+    info = {"backbone": args.backbone, "input_size": args.size, "C": C, "val_macro_auc": best[0], "test": report}
+    if args.tta:  # the test split again, averaged over the 4 flips, as training.evaluate --tta does for the student
+        images = load_images(df["path"][te], args.size)
+        p = sum(head(np.concatenate([extract_features(backbone, torch.flip(images, dims) if dims else images,
+                                                      cfg["mean"], cfg["std"]), meta[te]], 1))
+                for dims in ([], [3], [2], [2, 3])) / 4
+        info["test_tta"] = classification_report(y[te], p)
+    info["seconds"] = round(time.time() - t0)
     (run / "teacher.json").write_text(json.dumps(info, indent=2))
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, (list, dict))}, indent=2))
 
@@ -113,6 +119,7 @@ def get_args_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--skip-bad-rows", action="store_true")
+    p.add_argument("--tta", action="store_true", help="also report the test split averaged over 4 flips")
     return p
 
 
