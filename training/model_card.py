@@ -29,6 +29,7 @@ def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Pa
     out = [f"**Data.** {d.get('rows', '?')} images of `{d.get('source', '?')}` (HAM10000 and ISIC archive dermoscopy, plus "
            f"lesion-free skin patches), split {d.get('split_rule', '')}: "
            + ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items()) + ".",
+           "",
            f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, seed {t.get('seed')}, "
            f"{round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} (torch {t.get('torch')}); best epoch "
            f"{t.get('best_epoch')} by validation macro AUC. Input {c['preprocessing']['input_size']} px, centre square crop.",
