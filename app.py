@@ -21,9 +21,9 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-from PIL import Image
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
+from PIL import Image
 
 from model import CheckpointError, MetadataSpec, load_classifier, open_image
 from model.batching import BatchingRunner

@@ -58,6 +58,7 @@ from model import load_model  # noqa: E402
 from model.checkpoint import read_config, write_config  # noqa: E402
 from model.classifier import Classifier  # noqa: E402
 from model.runtime import EagerRunner, OnnxRunner, export_onnx, max_difference  # noqa: E402
+from benchmarks.load_test import stop_app  # noqa: E402
 
 IMAGE = ROOT / "examples" / "melanoma_ISIC_0026853.jpg"
 META = (65, "male", "back")  # age, sex, site, as a person would type them
@@ -348,12 +349,7 @@ def served(argv: list[str], env: dict, folder: Path):
                 time.sleep(0.3)
         yield url, time.perf_counter() - t0, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
 
 
 class WebClient:
