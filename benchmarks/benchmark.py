@@ -32,7 +32,6 @@ import copy
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ from model import load_model  # noqa: E402
 from model.checkpoint import read_config, write_config  # noqa: E402
 from model.classifier import Classifier  # noqa: E402
 from model.runtime import EagerRunner, OnnxRunner, export_onnx, max_difference  # noqa: E402
-from benchmarks.load_test import stop_app  # noqa: E402
+from benchmarks.load_test import free_port, stop_app  # noqa: E402
 
 IMAGE = ROOT / "examples" / "melanoma_ISIC_0026853.jpg"
 META = (65, "male", "back")  # age, sex, site, as a person would type them
@@ -299,12 +298,6 @@ def cold_start(weights: Path, image: Path, runs: int, batch: int) -> dict:
                       "peak_rss_mb": max(r["peak_rss_mb"] for r in results)}
     out["note"] = f"Target check: the median of the runs. Peak RSS includes a batch of {batch} after the first answer"
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def peak_rss_mb(pid: int) -> float:

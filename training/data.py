@@ -129,6 +129,12 @@ def load_images(paths, size: int) -> torch.Tensor:
     return out
 
 
+def encode_metadata(df: pd.DataFrame, spec: MetadataSpec) -> np.ndarray:
+    """(rows, spec.dim) float32: each row's parsed age, sex and site, encoded as the model takes them."""
+    return np.array([spec.encode(a, s, t) for a, s, t in zip(df["age_value"], df["sex_value"], df["site_value"])],
+                    dtype=np.float32).reshape(len(df), spec.dim)
+
+
 class SkinDataset(Dataset):
     """(image, metadata vector, label, row index). Metadata dropout hides fields so the model learns to
     answer well without them: p_all hides all three at once, p_field each one on its own."""
@@ -137,8 +143,7 @@ class SkinDataset(Dataset):
                  p_all: float = 0.0, p_field: float = 0.0):
         self.df, self.images, self.transform, self.spec = df.reset_index(drop=True), images, transform, spec
         self.p_all, self.p_field = p_all, p_field
-        self.meta = torch.tensor([spec.encode(a, s, t) for a, s, t in
-                                  zip(self.df["age_value"], self.df["sex_value"], self.df["site_value"])], dtype=torch.float32)
+        self.meta = torch.from_numpy(encode_metadata(self.df, spec))
         self.labels = torch.tensor(self.df["label"].values, dtype=torch.long)
 
     def __len__(self):

@@ -20,36 +20,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from model.checkpoint import load_model, metadata_spec, read_config, write_config
 from training.calibrate import softmax
-from training.data import read_metadata
+from training.data import encode_metadata, read_metadata
 from training.evaluate import run_model, summary_line
 from training.metrics import classification_report, melanoma_scores
+from training.teacher import fit_head
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 
 
-def encode_metadata(df: pd.DataFrame, spec) -> np.ndarray:
-    return np.array([spec.encode(a, s, t) for a, s, t in zip(df["age_value"], df["sex_value"], df["site_value"])],
-                    dtype=np.float32)
-
-
-def fit_head(train_x, train_y, val_x, val_y, seed: int = 0):
-    """Logistic regression on standardised inputs, C chosen by validation melanoma AUC."""
-    scaler = StandardScaler().fit(train_x)
+def fit_head_by_validation(train_x, train_y, val_x, val_y):
+    """training.teacher's head (standardised inputs, logistic regression), C chosen by validation melanoma AUC."""
     best = None
     for c in C_GRID:
-        head = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(scaler.transform(train_x), train_y)
-        y_bin, score = melanoma_scores(val_y, head.predict_proba(scaler.transform(val_x)))
+        head = fit_head(train_x, train_y, None, c)
+        y_bin, score = melanoma_scores(val_y, head(val_x))
         auc = roc_auc_score(y_bin, score) if 0 < y_bin.sum() < len(y_bin) else 0.0  # a tiny split may lack melanoma
         if best is None or auc > best[0]:
             best = (auc, c, head)
-    _, c, head = best
-    return lambda x: head.predict_proba(scaler.transform(x)), c
+    return best[2], best[1]
 
 
 def ablation(weights: Path | str, data: Path | str) -> dict:
@@ -70,9 +62,9 @@ def ablation(weights: Path | str, data: Path | str) -> dict:
     y = test["label"].values[has_meta]
     _, hidden = run_model(model, test[has_meta], pre, spec, hide_metadata=True)
 
-    image_only, c_image = fit_head(feats["train"], parts["train"]["label"].values, feats["val"], parts["val"]["label"].values)
+    image_only, c_image = fit_head_by_validation(feats["train"], parts["train"]["label"].values, feats["val"], parts["val"]["label"].values)
     with_meta = {name: np.concatenate([feats[name], encode_metadata(parts[name], spec)], 1) for name in parts}
-    image_meta, c_meta = fit_head(with_meta["train"], parts["train"]["label"].values, with_meta["val"], parts["val"]["label"].values)
+    image_meta, c_meta = fit_head_by_validation(with_meta["train"], parts["train"]["label"].values, with_meta["val"], parts["val"]["label"].values)
 
     answers = {
         "network_with_metadata": softmax(logits["test"][has_meta] / t),

