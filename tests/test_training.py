@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from model import load_classifier
 from training.data import DataError, make_split, read_metadata
@@ -137,15 +139,31 @@ def test_ddp_two_cpu_processes(fixture_data, tmp_path):
     load_classifier(run / "best")
 
 
-def test_teacher_then_distilled_student(fixture_data, tmp_path):
+@pytest.mark.parametrize("teacher_args", [["--epochs", "1"], ["--tune-from", "0", "--tta"]], ids=["tuned", "logistic"])
+def test_teacher_then_distilled_student(fixture_data, tmp_path, teacher_args):
     from training.teacher import get_args_parser, main as teacher_main
     teacher_main(get_args_parser().parse_args(["--data", str(fixture_data), "--output", str(tmp_path / "teacher"),
-                                               "--split-from", str(tmp_path / "student"), "--size", "64", "--tta"]))
+                                               "--split-from", str(tmp_path / "student"), "--size", "64", *teacher_args]))
     npz = tmp_path / "teacher" / "teacher.npz"
     info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
     assert npz.is_file() and info["test"]["n"] > 0 and info["test_tta"]["n"] == info["test"]["n"]
+    z = np.load(npz)
+    assert np.allclose(z["probs"].sum(1), 1, atol=1e-4) and z["features"].shape == (len(z["image_id"]), 1280)
     out = subprocess.run(_train_cmd(fixture_data, tmp_path / "student", "--epochs", "1", "--teacher", str(npz)),
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     row = pd.read_csv(tmp_path / "student" / "summary.csv").iloc[0]
     assert row["train_kd"] > 0 and row["train_feat"] > 0   # both distillation losses were used
+
+
+def test_teacher_trunk_and_tail_are_the_whole_network():
+    from training.teacher import d4, split_at
+    import timm
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0).eval()
+    x = torch.randn(2, 3, 64, 64)
+    trunk, tail = split_at(net, 5)
+    with torch.inference_mode():
+        assert torch.allclose(tail(trunk(x)), net(x), atol=1e-5)
+    views = [d4(x, k) for k in range(8)]
+    assert all(not torch.equal(a, b) for i, a in enumerate(views) for b in views[i + 1:])   # 8 different views
+    assert torch.equal(d4(x, 0), x)

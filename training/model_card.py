@@ -1,6 +1,6 @@
 """Print the README's model card (markdown) from a weights folder's config.json: the figures are never retyped.
 
-    python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json]
+    python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json ...]
         [--compare "MobileNetV4 from scratch=runs/scratch/weights"]
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ def row(name: str, r: dict) -> str:
             f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(r.get('no_lesion_recall', r.get('no_lesion', {}).get('sensitivity')))} | {pct(r.get('ece'))} |")
 
 
-def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Path]] = ()) -> str:
+def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = ()) -> str:
     c = read_config(weights)
     test = c["metrics"]["test"]
     rep = test["report"]
@@ -38,11 +38,12 @@ def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Pa
            "",
            "| model | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
            "|---|---|---|---|---|---|---|"]
-    if teacher and Path(teacher).is_file():
+    for teacher in teachers:
         tj = json.loads(Path(teacher).read_text())
-        out.append(row(f"teacher: frozen ImageNet {tj['backbone']} + logistic regression ({tj['input_size']} px)", tj["test"]))
+        what = tj.get("method", "frozen network + logistic regression")
+        out.append(row(f"teacher: ImageNet {tj['backbone']}, {what} ({tj['input_size']} px)", tj["test"]))
         if "test_tta" in tj:
-            out.append(row("teacher, 4-flip test-time augmentation", tj["test_tta"]))
+            out.append(row(f"the same teacher, {tj.get('tta', '4-flip test-time augmentation')}", tj["test_tta"]))
     for name, folder in compare:  # other runs on the same split, e.g. without the teacher
         other = read_config(folder)["metrics"]["test"]
         out.append(row(name, other["report"]))
@@ -97,8 +98,8 @@ def card(weights: Path, teacher: Path | None = None, compare: list[tuple[str, Pa
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="weights")
-    p.add_argument("--teacher", default=None)
+    p.add_argument("--teacher", action="append", default=[], help="a teacher.json to add as a row (repeatable)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
                    help="a row for another weights folder evaluated on the same split (repeatable)")
     a = p.parse_args()
-    print(card(Path(a.weights), a.teacher, [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)]))
+    print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)]))
