@@ -60,12 +60,15 @@ def test_metadata_ablation_command(trained_weights, fixture_data):
     assert json.loads((trained_weights / "config.json").read_text())["metrics"]["metadata_ablation"]["rows"] == out["rows"]
 
 
-def test_model_card_comes_from_config(trained_weights):
+def test_model_card_comes_from_config(trained_weights, tmp_path):
     from training.model_card import card
-    text = card(trained_weights, compare=[("another run", trained_weights)])
+    record = tmp_path / "old_run.json"
+    record.write_text(json.dumps({"test": {"melanoma_auc": 0.4321, "malignant_auc": 0.5}}))
+    text = card(trained_weights, compare=[("another run", trained_weights), ("a recorded run", record)])
     rep = json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["report"]
     assert "| another run |" in text and "**shipped:" in text and "**Operating points**" in text
     assert f"| {rep['melanoma_auc']:.3f} |" in text
+    assert "| a recorded run | 0.432 | 0.500 | - |" in text
 
 
 def test_split_is_by_lesion_and_stratified():

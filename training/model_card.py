@@ -2,6 +2,9 @@
 
     python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json ...]
         [--compare "MobileNetV4 from scratch=runs/scratch/weights"]
+
+A --compare row reads a weights folder's config.json, or a JSON record of another run (weights/comparison/):
+{"test": <report>, "tta": <report>, "command": ..., "note": ...}, kept so that a row survives its run folder.
 """
 from __future__ import annotations
 
@@ -19,6 +22,15 @@ def pct(x) -> str:
 def row(name: str, r: dict) -> str:
     return (f"| {name} | {pct(r.get('melanoma_auc'))} | {pct(r.get('malignant_auc'))} | {pct(r.get('macro_auc'))} | "
             f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(r.get('no_lesion_recall', r.get('no_lesion', {}).get('sensitivity')))} | {pct(r.get('ece'))} |")
+
+
+def comparison_record(path: Path) -> dict:
+    """{"report", "tta"} test figures of a weights folder or of a saved JSON record."""
+    if path.is_dir():
+        test = read_config(path)["metrics"]["test"]
+        return {"report": test["report"], "tta": test.get("tta")}
+    rec = json.loads(path.read_text())
+    return {"report": rec["test"], "tta": rec.get("tta")}
 
 
 def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = ()) -> str:
@@ -44,10 +56,10 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
         out.append(row(f"teacher: ImageNet {tj['backbone']}, {what} ({tj['input_size']} px)", tj["test"]))
         if "test_tta" in tj:
             out.append(row(f"the same teacher, {tj.get('tta', '4-flip test-time augmentation')}", tj["test_tta"]))
-    for name, folder in compare:  # other runs on the same split, e.g. without the teacher
-        other = read_config(folder)["metrics"]["test"]
+    for name, path in compare:  # other runs on the same split, e.g. without the teacher
+        other = comparison_record(Path(path))
         out.append(row(name, other["report"]))
-        if "tta" in other:
+        if other.get("tta"):
             out.append(row(f"{name}, 4-flip test-time augmentation", other["tta"]))
     out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata, distilled**", rep))
     if "tta" in test:
