@@ -1,0 +1,94 @@
+"""The repository pushes to a Hugging Face Space as it is: every tracked binary file, and every file over
+10 MB, is stored through Git LFS by a rule in .gitattributes (the Hub refuses them otherwise).
+
+Git itself answers which rule covers a file (`git check-attr filter`), so the check reads .gitattributes
+exactly as a push will.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_LIMIT = 10 * 1024 * 1024   # larger files need LFS whatever they hold
+SNIFF = 8000                   # git's own test for binary content: a NUL byte in the first 8000 bytes
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
+                                reason="needs git and a git checkout")
+
+
+def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True, check=True).stdout
+
+
+def needs_lfs(path: Path) -> bool:
+    if path.stat().st_size > HUB_LIMIT:
+        return True
+    with open(path, "rb") as f:
+        return b"\0" in f.read(SNIFF)
+
+
+def uncovered(repo: Path) -> list[str]:
+    """Tracked files that need LFS and have no `filter=lfs` rule."""
+    files = [f for f in git(repo, "ls-files", "-z").decode().split("\0") if f and (repo / f).is_file()]
+    wanted = [f for f in files if needs_lfs(repo / f)]
+    if not wanted:
+        return []
+    # -z: "path NUL attribute NUL value NUL" for each file
+    out = git(repo, "check-attr", "-z", "--stdin", "filter", stdin="\0".join(wanted).encode()).decode().split("\0")
+    filters = dict(zip(out[0::3], out[2::3]))
+    return sorted(f for f in wanted if filters.get(f) != "lfs")
+
+
+def test_every_binary_and_large_tracked_file_goes_through_lfs():
+    assert uncovered(ROOT) == [], "add a rule for these files to .gitattributes (in the Hub template's style)"
+
+
+def test_the_shipped_weights_and_images_are_among_the_checked_files():
+    """needs_lfs recognises what this repository ships, so the check above is not empty by accident."""
+    for f in ("weights/model.safetensors", "examples/melanoma_ISIC_0026853.jpg", "weights/roc.png"):
+        assert needs_lfs(ROOT / f), f
+    assert not needs_lfs(ROOT / "README.md")
+
+
+# ---- the check itself, on a small repository made here ------------------------------------------------
+
+def make_repo(folder: Path, gitattributes: str, files: dict[str, bytes]) -> Path:
+    git(folder, "init", "-q")
+    (folder / ".gitattributes").write_text(gitattributes)
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    git(folder, "add", ".")
+    return folder
+
+
+CASES = {
+    "model.bin": b"\x00\x01weights",                       # binary by content
+    "scores.npy": b"\x93NUMPY\x01\x00",                    # binary by content, another extension
+    "big.csv": b"a,b\n" * (HUB_LIMIT // 4 + 1),            # text, but over 10 MB
+    "notes/readme.txt": b"plain text\n",                   # needs nothing
+}
+
+
+@pytest.mark.parametrize("gitattributes, expected", [
+    ("", ["big.csv", "model.bin", "scores.npy"]),
+    ("*.bin filter=lfs diff=lfs merge=lfs -text\n", ["big.csv", "scores.npy"]),
+    ("*.bin filter=lfs diff=lfs merge=lfs -text\n*.npy filter=lfs diff=lfs merge=lfs -text\n", ["big.csv"]),
+    ("*.bin filter=lfs diff=lfs merge=lfs -text\n*.npy filter=lfs diff=lfs merge=lfs -text\n"
+     "*.csv filter=lfs diff=lfs merge=lfs -text\n", []),
+    ("*.bin -text\n*.npy diff=lfs\n", ["big.csv", "model.bin", "scores.npy"]),   # attributes, but no LFS filter
+], ids=["no-rules", "bin-only", "bin-npy", "all", "no-filter"])
+def test_the_check_finds_uncovered_files(tmp_path, gitattributes, expected):
+    assert uncovered(make_repo(tmp_path, gitattributes, CASES)) == expected
+
+
+def test_this_repository_rules_cover_new_weights_and_photos(tmp_path):
+    """The next weights file or photo, wherever it lands, is covered by the rules shipped here."""
+    files = {"weights/next/model.safetensors": b"\x00" * 64, "runs/checkpoint.pt": b"\x80\x02\x00",
+             "examples/IMG_0001.JPG": b"\xff\xd8\xff\x00", "weights/teacher.npz": b"PK\x03\x04\x00",
+             "weights/plot.png": b"\x89PNG\r\n\x1a\n\x00"}
+    assert uncovered(make_repo(tmp_path, (ROOT / ".gitattributes").read_text(), files)) == []
