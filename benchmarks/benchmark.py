@@ -12,6 +12,8 @@ Parts, each measured in this run, side by side, on the same photo:
                 (--image) and on the same photo enlarged to a phone camera's 4032x3024, where decoding and
                 resizing weigh more than the network.
   throughput    clf.predict_batch on 32 photos: images per second, fast path and eager.
+  cli           `python -m model.predict` on a folder of 1,000 photos (copies of the examples), its loop in this
+                process next to clf.predict_batch on the same files, and the whole command with its start-up.
   alternatives  the model alone through each inference path tried for model/runtime.py (eager,
                 channels_last, BatchNorm folded, TorchScript freeze, ONNX Runtime, torch.compile with
                 --with-compile): set-up time, batch 1 and batch 32 latency, difference from eager.
@@ -32,6 +34,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from model import load_model  # noqa: E402
+from model import predict  # noqa: E402
 from model.checkpoint import read_config, write_config  # noqa: E402
 from model.classifier import Classifier  # noqa: E402
 from model.runtime import EagerRunner, OnnxRunner, export_onnx, max_difference  # noqa: E402
@@ -61,8 +65,9 @@ from benchmarks.load_test import free_port, stop_app  # noqa: E402
 
 IMAGE = ROOT / "examples" / "melanoma_ISIC_0026853.jpg"
 META = (65, "male", "back")  # age, sex, site, as a person would type them
-PARTS = ("latency", "throughput", "alternatives", "cold_start", "app", "cuda")
-TARGETS = {"latency_ratio": 0.7, "images_per_s": 40.0, "cold_start_s": 10.0, "peak_rss_mb": 1200.0, "app_p50_ms": 120.0}
+PARTS = ("latency", "throughput", "cli", "alternatives", "cold_start", "app", "cuda")
+TARGETS = {"latency_ratio": 0.7, "images_per_s": 40.0, "cold_start_s": 10.0, "peak_rss_mb": 1200.0, "app_p50_ms": 120.0,
+           "cli_ratio": 0.8}
 
 
 # ---- small helpers --------------------------------------------------------------------------------------
@@ -172,6 +177,33 @@ def throughput(clf: Classifier, batch: int, repeats: int) -> dict:
     }, repeats, 1)
     return {"batch": batch, **{name: {**summary(t), "images_per_s": round(batch / float(np.median(t)), 1)}
                                for name, t in times.items()}}
+
+
+def cli_throughput(clf: Classifier, weights: Path, n: int, batch: int, rounds: int) -> dict:
+    """The predict command on n photos: its loop (listing, reading and checking each file, the network, the CSV)
+    next to clf.predict_batch on the same files, batch for batch; then the whole command in a fresh process."""
+    sources = sorted((ROOT / "examples").glob("*.jpg"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, out = Path(tmp) / "photos", Path(tmp) / "predictions.csv"
+        folder.mkdir()
+        paths = [folder / f"{i:04d}.jpg" for i in range(n)]
+        for i, path in enumerate(paths):
+            shutil.copy(sources[i % len(sources)], path)
+
+        def cli():
+            out.unlink(missing_ok=True)
+            predict.run(clf, predict.list_folder(folder), out, batch)
+        times = interleaved({"predict_batch": lambda: [clf.predict_batch(paths[i:i + batch]) for i in range(0, n, batch)],
+                             "cli": cli}, rounds, 0)
+        out.unlink()
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "model.predict", str(folder), "--out", str(out), "--batch", str(batch),
+                        "--weights", str(weights), "--device", "cpu"], cwd=ROOT, check=True, capture_output=True)
+        command = time.perf_counter() - start
+    rates = {name: round(n / float(np.median(t)), 1) for name, t in times.items()}
+    return {"images": n, "batch": batch, "rounds": rounds, "predict_batch_images_per_s": rates["predict_batch"],
+            "cli_images_per_s": rates["cli"], "ratio": round(rates["cli"] / rates["predict_batch"], 3),
+            "command_s": round(command, 1), "command_images_per_s": round(n / command, 1)}
 
 
 # ---- the inference paths tried for model/runtime.py --------------------------------------------------------
@@ -440,7 +472,7 @@ def cuda(weights: Path, image: Path, runs: int, batch: int) -> dict:
 
 def checks(results: dict) -> list[dict]:
     rows = []
-    lat, thr, cold, app_r = (results.get(k) or {} for k in ("latency", "throughput", "cold_start", "app"))
+    lat, thr, cold, app_r, cli = (results.get(k) or {} for k in ("latency", "throughput", "cold_start", "app", "cli"))
     for r in lat.values():
         rows.append({"what": f"clf.predict p50 / timm 224 eager p50 ({r['photo']})", "value": r["ratio_predict_to_baseline"],
                      "target": f"<= {TARGETS['latency_ratio']}", "ok": r["ratio_predict_to_baseline"] <= TARGETS["latency_ratio"]})
@@ -448,6 +480,9 @@ def checks(results: dict) -> list[dict]:
         v = thr["predict_batch"]["images_per_s"]
         rows.append({"what": f"clf.predict_batch, batch {thr['batch']} (images/s)", "value": v,
                      "target": f">= {TARGETS['images_per_s']:.0f}", "ok": v >= TARGETS["images_per_s"]})
+    if cli:
+        rows.append({"what": f"predict CLI / clf.predict_batch, {cli['images']} photos (images/s ratio)", "value": cli["ratio"],
+                     "target": f">= {TARGETS['cli_ratio']}", "ok": cli["ratio"] >= TARGETS["cli_ratio"]})
     if "fast" in cold:
         v = cold["fast"]["to_first_answer_s"]
         rows.append({"what": "cold start to first answer (s)", "value": v, "target": f"<= {TARGETS['cold_start_s']:.0f}",
@@ -498,6 +533,13 @@ def markdown(results: dict) -> str:
         lines += [f"## Batch of {thr['batch']} photos", "", "| path | images/s | p50 ms |", "| --- | ---: | ---: |"]
         lines += [f"| clf.{k} | {thr[k]['images_per_s']} | {thr[k]['p50_ms']} |" for k in ("predict_batch", "predict_batch_eager")]
         lines.append("")
+    cli = results.get("cli")
+    if cli:
+        lines += [f"## Batch predictions CLI, {cli['images']} photos, batch {cli['batch']}", "", "| path | images/s |",
+                  "| --- | ---: |", f"| clf.predict_batch on the files | {cli['predict_batch_images_per_s']} |",
+                  f"| `python -m model.predict` loop (list, read, check, predict, write the CSV) | {cli['cli_images_per_s']} |",
+                  f"| the whole command in a fresh process ({cli['command_s']} s, start-up included) | {cli['command_images_per_s']} |",
+                  "", f"CLI loop / predict_batch: {cli['ratio']} (median of {cli['rounds']} interleaved rounds).", ""]
     alt = results.get("alternatives")
     if alt:
         b = results["batch"]
@@ -556,6 +598,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--batches", type=int, default=8, help="timed batches per path")
+    p.add_argument("--cli-images", type=int, default=1000, help="photos in the folder given to the predict command")
     p.add_argument("--cold-runs", type=int, default=3, help="fresh processes for the cold start")
     p.add_argument("--app-requests", type=int, default=20)
     p.add_argument("--input-size", type=int, help="run the weights at this input size instead of config.json's "
@@ -614,6 +657,7 @@ def run(args: argparse.Namespace, weights: Path, size_from: str) -> dict:
 
     part("latency", lambda: latencies(clf, args.image, args.runs, args.warmup))
     part("throughput", lambda: throughput(clf, args.batch, args.batches))
+    part("cli", lambda: cli_throughput(clf, weights, args.cli_images, args.batch, 2 if args.quick else 3))
     part("alternatives", lambda: alternatives(clf.model, results["input_size"], args.runs, args.batch, args.with_compile))
     part("cold_start", lambda: cold_start(weights, args.image, args.cold_runs, args.batch))
     part("app", lambda: app(weights, args.image, args.app_requests))
