@@ -2,6 +2,7 @@
 
     python benchmarks/load_test.py                       # full figures: 16 clients x 8, 128 at once, 500 in a row
     python benchmarks/load_test.py --clients 4 --per-client 2 --overload 48 --requests 20   # a quick look
+    python benchmarks/load_test.py --same-file --clients 16 --per-client 8 --overload 0 --requests 0 --upload-seconds 5
 
 It starts `python app.py` on a free port in a subprocess (with its own GRADIO_TEMP_DIR), waits until it answers,
 and talks to it only through gradio_client, as any API user would. Three parts:
@@ -13,8 +14,10 @@ and talks to it only through gradio_client, as any API user would. Three parts:
               answers afterwards.
   memory      the app process's resident memory after a warm-up and after K sequential requests.
 
-It also counts the files left in the app's upload folder after each part (the app deletes each photo after its
-answer). Prints a markdown table and writes everything to JSON (--out).
+--same-file sends one photo (bytes unlike any example's) from every client: Gradio stores uploads by the hash of
+their bytes, so all requests share one file. The script counts the uploads left in the app's upload folder after
+each part, and at the end waits for Gradio's cache cleaner to delete them (the app keeps an upload
+SKINLESION_UPLOAD_SECONDS, --upload-seconds here). Prints a markdown table and writes everything to JSON (--out).
 """
 from __future__ import annotations
 
@@ -57,9 +60,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int, temp_dir: Path, log_path: Path, script: Path = ROOT / "app.py") -> subprocess.Popen:
+def start_app(port: int, temp_dir: Path, log_path: Path, script: Path = ROOT / "app.py",
+              upload_seconds: int | None = None) -> subprocess.Popen:
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False")
+    if upload_seconds is not None:
+        env["SKINLESION_UPLOAD_SECONDS"] = str(upload_seconds)
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -98,8 +104,26 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
-def files_in(folder: Path) -> int:
-    return sum(1 for p in folder.rglob("*") if p.is_file())
+def files_in(folder: Path) -> set[str]:
+    return {str(p) for p in folder.rglob("*") if p.is_file()}
+
+
+def wait_for_cleanup(folder: Path, kept: set[str], timeout: float) -> float | None:
+    """Seconds until no file but `kept` (the examples' copies) is left in `folder`; None if some outlive `timeout`."""
+    start = time.perf_counter()
+    while files_in(folder) - kept:
+        if time.perf_counter() - start > timeout:
+            return None
+        time.sleep(0.2)
+    return round(time.perf_counter() - start, 1)
+
+
+def distinct_copy(image: str, folder: Path) -> str:
+    """The photo re-encoded as PNG: bytes unlike any example's, so its upload is not one of the examples' copies."""
+    from PIL import Image
+    out = folder / (Path(image).stem + "_upload.png")
+    Image.open(image).save(out)
+    return str(out)
 
 
 # ---- requests -------------------------------------------------------------------------------------------
@@ -162,7 +186,7 @@ def latency_summary(latencies: list[float]) -> dict:
 
 # ---- the three parts ------------------------------------------------------------------------------------
 
-def throughput(url: str, clients: int, per_client: int) -> dict:
+def throughput(url: str, clients: int, per_client: int, images: list[str] = EXAMPLES) -> dict:
     """`clients` threads, each its own Client, each sending `per_client` requests one after another."""
     with ThreadPoolExecutor(clients) as pool:
         conns = list(pool.map(lambda _: client(url), range(clients)))  # connecting is not part of the timing
@@ -170,7 +194,7 @@ def throughput(url: str, clients: int, per_client: int) -> dict:
 
     def run(i: int):
         for j in range(per_client):
-            timed(tally, lambda: predict(conns[i], EXAMPLES[(i + j) % len(EXAMPLES)]))
+            timed(tally, lambda: predict(conns[i], images[(i + j) % len(images)]))
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -178,7 +202,8 @@ def throughput(url: str, clients: int, per_client: int) -> dict:
     wall = time.perf_counter() - start
     for c in conns:
         c.close()
-    return {"clients": clients, "per_client": per_client, "requests": clients * per_client, **tally.counts,
+    return {"clients": clients, "per_client": per_client, "same_file": len(set(images)) == 1,
+            "requests": clients * per_client, **tally.counts,
             **latency_summary(tally.latencies), "wall_s": round(wall, 2),
             "requests_per_s": round(tally.counts["answered"] / wall, 2), "errors": tally.messages}
 
@@ -246,7 +271,8 @@ def table(results: dict) -> str:
 
     if "throughput" in results:
         r = results["throughput"]
-        row(f"throughput ({r['clients']} clients x {r['per_client']})", r, f"{r['requests_per_s']} req/s over {r['wall_s']} s")
+        row(f"throughput ({r['clients']} clients x {r['per_client']}{', one file' if r['same_file'] else ''})", r,
+            f"{r['requests_per_s']} req/s over {r['wall_s']} s")
     if "overload" in results:
         r = results["overload"]
         row("overload (all at once)", r, f"largest queue {r['max_queue_size']}; "
@@ -256,7 +282,9 @@ def table(results: dict) -> str:
         row("memory (sequential)", r, f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB ({r['rss_growth_mb']:+} MB)")
     lines = ["\n".join(rows), "",
              f"App: started in {results['startup_s']} s, RSS {results['rss_idle_mb']} MB idle; files left in its "
-             f"upload folder: {results['upload_files']}."]
+             f"upload folder: {results['upload_files']}"
+             + (f"; all uploads deleted {results['cleanup_s']} s after the last answer." if results.get("cleanup_s") is not None
+                else "; some uploads outlived the wait." if "cleanup_s" in results else ".")]
     for part in ("throughput", "overload", "memory"):
         for kind, message in results.get(part, {}).get("errors", {}).items():
             lines.append(f"- {part}, first {kind}: {message}")
@@ -269,6 +297,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-client", type=int, default=8, help="requests each client sends, one after another")
     p.add_argument("--overload", type=int, default=128, help="requests sent at once in the overload part (0: skip)")
     p.add_argument("--requests", type=int, default=500, help="sequential requests in the memory part (0: skip)")
+    p.add_argument("--same-file", action="store_true", help="every client sends the same photo in the throughput part")
+    p.add_argument("--upload-seconds", type=int, help="the app's SKINLESION_UPLOAD_SECONDS (default: the app's own); "
+                                                      "the script waits for the uploads to be cleaned away")
     p.add_argument("--start-timeout", type=float, default=300, help="seconds to wait for the app to answer")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json", help="JSON results")
     p.add_argument("--app", type=Path, default=ROOT / "app.py", help="the app script to start (to compare a variant)")
@@ -282,23 +313,29 @@ def main(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="load_test_") as tmp:
         temp_dir, log_path = Path(tmp) / "gradio", args.app_log or Path(tmp) / "app.log"
-        app = start_app(port, temp_dir, log_path, args.app)
+        app = start_app(port, temp_dir, log_path, args.app, args.upload_seconds)
+        images = [distinct_copy(EXAMPLES[0], Path(tmp))] if args.same_file else EXAMPLES
         try:
             results = {"startup_s": round(wait_until_up(url, app, log_path, args.start_timeout), 1)}
             results["rss_idle_mb"] = round(rss_mb(app.pid), 1)
-            upload_files = {"start": files_in(temp_dir)}
+            kept = files_in(temp_dir)  # the examples' copies, made at start-up; they stay
+            upload_files = {"start": 0}
             if args.clients and args.per_client:
                 print(f"throughput: {args.clients} clients x {args.per_client} requests ...", flush=True)
-                results["throughput"] = throughput(url, args.clients, args.per_client)
-                upload_files["after_throughput"] = files_in(temp_dir)
+                results["throughput"] = throughput(url, args.clients, args.per_client, images)
+                upload_files["after_throughput"] = len(files_in(temp_dir) - kept)
             if args.overload:
                 print(f"overload: {args.overload} requests at once ...", flush=True)
                 results["overload"] = overload(url, args.overload)
-                upload_files["after_overload"] = files_in(temp_dir)
+                upload_files["after_overload"] = len(files_in(temp_dir) - kept)
             if args.requests:
                 print(f"memory: {args.requests} sequential requests ...", flush=True)
                 results["memory"] = memory(url, app.pid, args.requests)
-                upload_files["after_memory"] = files_in(temp_dir)
+                upload_files["after_memory"] = len(files_in(temp_dir) - kept)
+            if args.upload_seconds is not None:
+                print(f"waiting for the uploads to be cleaned away (kept {args.upload_seconds} s) ...", flush=True)
+                results["cleanup_s"] = wait_for_cleanup(temp_dir, kept, timeout=2 * args.upload_seconds + 60)
+                upload_files["after_cleanup"] = len(files_in(temp_dir) - kept)
             results["upload_files"] = upload_files
             results["app_alive"] = app.poll() is None
         finally:

@@ -91,7 +91,7 @@ def app(tmp_path_factory):
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_uploads")))
         import app
         mp.setenv("GRADIO_TEMP_DIR", app.demo.GRADIO_CACHE)
-        app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+        app.demo.launch(**app.LAUNCH, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
         yield app
         app.demo.close()
 

@@ -78,22 +78,61 @@ def test_no_run_history_in_the_browser(app):
     assert app.demo.run_history is False
 
 
-def test_no_upload_is_left_on_disk(client, app, upload_dir, tmp_path):
-    from gradio_client.exceptions import AppError
+def test_uploads_stay_for_other_requests_until_the_cleaner_takes_them(client, app, upload_dir, tmp_path):
+    from gradio.route_utils import delete_files_created_by_app
     # Bytes unlike any example's, so the upload gets its own file in the upload folder.
     Image.open(EXAMPLE).save(tmp_path / "my_spot.png")
-    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    examples = set().union(*(getattr(b, "keep_in_cache", ()) for b in app.demo.blocks.values()))  # the gallery's copies
+    assert len(examples) >= len(app.gallery_rows())
     predict(client, tmp_path / "my_spot.png", 55, "male")
-    with pytest.raises(AppError):
-        predict(client, tmp_path / "broken.jpg")
-    left = {str(p.resolve()) for p in upload_dir.rglob("*") if p.is_file()} - app.EXAMPLE_COPIES
-    assert not left
-    assert not list(upload_dir.rglob("my_spot*")) and not list(upload_dir.rglob("broken*"))
+    assert uploads(upload_dir, "my_spot*"), "an answer deleted an upload that another request could still be reading"
+    assert_four_bars(predict(client, tmp_path / "my_spot.png")[0])  # the same bytes again: the same file, still there
+    delete_files_created_by_app(app.demo, age=0)  # what Gradio's cleaner does once UPLOAD_SECONDS have passed
+    assert not uploads(upload_dir, "my_spot*")
+    assert all(Path(p).is_file() for p in examples), "the cleaner took the examples' copies"
+    assert app.demo.delete_cache == (app.CLEAN_EVERY_S, app.UPLOAD_SECONDS)
 
 
-def test_examples_survive_their_own_analysis(client, app):
-    predict(client, EXAMPLE)
-    assert app.EXAMPLE_COPIES and all(Path(p).is_file() for p in app.EXAMPLE_COPIES)
+def uploads(folder: Path, pattern: str) -> set[str]:
+    return {str(p) for p in folder.rglob(pattern) if p.is_file()}
+
+
+def test_a_photo_cleaned_away_gets_a_message_without_the_server_path(app, upload_dir):
+    gone = str(upload_dir / "0123abcd" / "my_spot.jpg")
+    with pytest.raises(Exception) as e:
+        app.analyze({"path": gone, "url": None}, None, None, None)
+    assert "upload it again" in str(e.value) and str(upload_dir) not in str(e.value) and "my_spot" not in str(e.value)
+    elsewhere = {"path": str(EXAMPLE), "url": None}  # a path outside the upload folder is never read
+    with pytest.raises(Exception, match="upload it again"):
+        app.analyze(elsewhere, None, None, None)
+
+
+def test_untouched_age_reaches_the_model_as_unknown(client, app, monkeypatch):
+    seen, predict_ = [], app.clf.predict
+    monkeypatch.setattr(app.clf, "predict", lambda image, age, sex, site: seen.append(age) or predict_(image, age, sex, site))
+    predict(client, EXAMPLE, None, None, None)
+    predict(client, EXAMPLE, "", None, None)
+    assert [app.spec.parse_age(a) for a in seen] == [None, None]
+
+
+@pytest.mark.parametrize("photo_type", ["dermoscopic", "clinical", None])
+def test_verdict_says_what_kind_of_photo_it_saw(app, photo_type):
+    from model import Prediction
+    pred = Prediction({"melanoma": 0.6, "other_cancer": 0.1, "benign": 0.3, "no_lesion": 0.0}, "melanoma", "high",
+                      "High concern: see a dermatologist.", photo_type=photo_type)
+    text = app.verdict(pred)
+    assert text.startswith("## Risk: high") and "High concern" in text
+    for kind, sentence in app.PHOTO_TYPE_TEXT.items():
+        assert (sentence in text) == (kind == photo_type)
+
+
+def test_gallery_follows_its_rule_file(app):
+    rows = app.gallery_rows()
+    assert {"dermoscopic", "clinical", "not skin"} <= set(rows["kind"])
+    assert set(rows.loc[rows["kind"] == "dermoscopic", "label4"]) == {"melanoma", "other_cancer", "benign", "no_lesion"}
+    for r in rows.itertuples():
+        assert (app.EXAMPLES / r.file).is_file() and r.truth
+        assert r.truth in app.truth_text(r)
 
 
 def test_missing_weights_give_a_message_not_a_traceback(client, app, monkeypatch):
@@ -113,3 +152,16 @@ def test_about_the_model_reads_config(app):
         assert figure in text
     assert app.about_model({"metrics": {"test": {"report": {"macro_auc": 0.9}}}}).count("|") > 0
     assert app.about_model({})
+
+
+def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_cleaned_away(tmp_path):
+    """8 clients x 2 requests of one identical photo at once, the app in its own process keeping uploads 10 s."""
+    from benchmarks.load_test import get_args_parser, main
+    args = get_args_parser().parse_args(["--same-file", "--clients", "8", "--per-client", "2", "--overload", "0",
+                                         "--requests", "0", "--upload-seconds", "10", "--out", str(tmp_path / "load.json")])
+    results = main(args)
+    r = results["throughput"]
+    assert r["same_file"] and r["answered"] == r["requests"] == 16, r["errors"]
+    lifetime = 10 + 2  # SKINLESION_UPLOAD_SECONDS + the cleaner's period (app.CLEAN_EVERY_S for 10 s)
+    assert results["cleanup_s"] is not None and results["cleanup_s"] <= lifetime, results["upload_files"]
+    assert results["upload_files"]["after_cleanup"] == 0
