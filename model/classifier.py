@@ -29,6 +29,14 @@ RISK_TEXT = {
     "uncertain": "The model is unsure about this photo: have the spot checked by a doctor to be safe.",
     "out_of_scope": "This does not look like a close-up photo of skin, so no assessment was made.",
 }
+# What the kind of photo means for how far to trust the answer, in plain words (the app shows it).
+PHOTO_TYPE_TEXT = {
+    "dermoscopic": "This looks like a dermoscopy image (taken through a skin magnifier with its own light). "
+                   "Most of the photos the model learned from are of this kind.",
+    "clinical": "This looks like an ordinary camera or phone photo. The model learned from far fewer of these "
+                "(a few hundred, from one clinic in Brazil), so treat its answer as a rough guide and let a "
+                "doctor look at the spot if you are worried.",
+}
 OUT_OF_SCOPE_MESSAGE = ("This picture does not look like a close-up of a skin spot, so the model will not guess. "
                         "Please upload a sharp, well-lit close-up of the spot, filling most of the frame.")
 
@@ -42,6 +50,7 @@ class Prediction:
     in_scope: bool = True
     warnings: list[str] = field(default_factory=list)
     ood_distance: float | None = None
+    photo_type: str | None = None       # "dermoscopic" | "clinical"; None for weights without a photo-type head
     # Grad-CAM of the predicted class, (H', W') in [0, 1] over the centred square the model saw; None when
     # out of scope. gradcam.overlay(photo, heatmap) draws it over the photo (or a thumbnail of it).
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -66,7 +75,7 @@ class Classifier:
         self.names = {c["id"]: c["name"] for c in config["classes"]}
         self.spec = metadata_spec(config)
         self.transform = eval_transform(config["preprocessing"])
-        self.temperature = float(config.get("calibration", {}).get("temperature", 1.0))
+        self.photo_types = list(config.get("photo_types", []))
         self.thresholds = config.get("thresholds", {})
         self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
         self.ood_threshold = config.get("ood", {}).get("threshold")
@@ -97,9 +106,15 @@ class Classifier:
         return (not q.flat and q.skin_fraction >= ood.get("skin_fraction_min", 0.0)
                 and q.sharpness <= ood.get("sharpness_max", float("inf")))
 
-    def risk(self, probs: dict[str, float]) -> str:
-        """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py)."""
-        th = self.thresholds
+    def fitted(self, section: str, photo_type: str | None) -> dict:
+        """config[section] with the values fitted for this photo type (config[section]["by_photo_type"]) on top."""
+        values = self.config.get(section, {})
+        return {**values, **values.get("by_photo_type", {}).get(photo_type, {})}
+
+    def risk(self, probs: dict[str, float], photo_type: str | None = None) -> str:
+        """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py),
+        those of the photo's type where the weights have them."""
+        th = self.fitted("thresholds", photo_type)
         mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
         if mel >= th.get("melanoma_high", 1.1) or mal >= th.get("malignant_high", 1.1):
             return "high"
@@ -109,14 +124,22 @@ class Classifier:
             return "uncertain"
         return "low"
 
-    def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray) -> Prediction:
+    def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p)}
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        in_scope = self.scope_ok(q) and (d is None or d <= self.ood_threshold)
-        risk = self.risk(probs) if in_scope else "out_of_scope"
-        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, heatmap if in_scope else None)
+        limit = self.fitted("ood", photo_type).get("threshold")
+        in_scope = self.scope_ok(q) and (d is None or limit is None or d <= limit)
+        risk = self.risk(probs, photo_type) if in_scope else "out_of_scope"
+        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, heatmap if in_scope else None,
+                          photo_type)
+
+    def _photo_types(self, feats: torch.Tensor) -> list[str | None]:
+        logits = self.model.forward_photo_type(feats.float()) if self.photo_types else None
+        if logits is None:
+            return [None] * len(feats)
+        return [self.photo_types[i] for i in logits.argmax(1).tolist()]
 
     # ---- API ------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -129,12 +152,15 @@ class Classifier:
             return []
         pils, x, meta = self._prepare(images, ages, sexes, sites)
         maps, feats, logits = self.runner(x, meta)
-        logits = logits.float() / self.temperature
+        types = self._photo_types(feats)
+        temperature = torch.tensor([[self.fitted("calibration", t).get("temperature", 1.0)] for t in types],
+                                   device=logits.device)
+        logits = logits.float() / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(feats)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
-        return [self._result(img, p, None if dist is None else dist[i], cam)
-                for i, (img, p, cam) in enumerate(zip(pils, probs, cams))]
+        return [self._result(img, p, None if dist is None else dist[i], cam, t)
+                for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types))]
 
     def predict(self, image, age=None, sex=None, site=None) -> Prediction:
         return self.predict_batch([image], [age], [sex], [site])[0]

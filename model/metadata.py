@@ -14,9 +14,9 @@ SEXES = ("female", "male")
 # One vocabulary for the two that the data mixes (HAM10000 `localization`, ISIC 2019
 # `anatom_site_general`). Keys are canonical sites, values the words that map onto them.
 SITE_ALIASES = {
-    "head/neck": ["head/neck", "face", "scalp", "ear", "neck", "head", "oral/genital"],
-    "upper extremity": ["upper extremity", "arm", "hand"],
-    "lower extremity": ["lower extremity", "leg", "foot"],
+    "head/neck": ["head/neck", "face", "scalp", "ear", "neck", "head", "oral/genital", "nose", "lip"],
+    "upper extremity": ["upper extremity", "arm", "forearm", "hand"],
+    "lower extremity": ["lower extremity", "leg", "thigh", "foot"],
     "anterior torso": ["anterior torso", "chest", "abdomen"],
     "posterior torso": ["posterior torso", "back"],
     "torso": ["torso", "trunk", "lateral torso"],

@@ -16,6 +16,7 @@ class ModelArgs:
     num_classes: int = 4
     dropout: float = 0.3
     drop_path_rate: float = 0.0
+    photo_types: int = 0  # > 0: a linear head on the image features that tells dermoscopic from clinical photos
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,6 +41,8 @@ class SkinLesionNet(nn.Module):
             nn.Linear(args.meta_hidden, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(),
         )
         self.head = nn.Sequential(nn.Dropout(args.dropout), nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
+        # Image features only: the kind of photo is a property of the picture, not of the patient.
+        self.photo_head = nn.Linear(self.feature_dim, args.photo_types) if args.photo_types else None
 
     def forward_maps(self, image: torch.Tensor) -> torch.Tensor:
         """The last spatial feature maps (B, C, H/32, W/32): what Grad-CAM explains."""
@@ -54,6 +57,10 @@ class SkinLesionNet(nn.Module):
 
     def forward_head(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.head(torch.cat([features, self.meta(meta)], dim=1))
+
+    def forward_photo_type(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Logits over config["photo_types"], or None for weights without that head."""
+        return None if self.photo_head is None else self.photo_head(features)
 
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(image), meta)

@@ -21,8 +21,11 @@ from model.image import ImageError, center_square, open_image
 from model.metadata import MetadataSpec
 
 CLASS_IDS = [c["id"] for c in CLASSES]
+PHOTO_TYPES = ["dermoscopic", "clinical"]  # the photo-type head's classes, in this order
 REQUIRED = ["image_id", "file", "label4"]
 SPLIT_FILE = "split.csv"
+METADATA_FIELDS = ("age", "sex", "site")
+MISSINGNESS_GAP = 0.15  # a field whose share of missing values differs this much between labels is a shortcut
 
 
 class DataError(ValueError):
@@ -44,7 +47,7 @@ def read_metadata(data_dir: Path | str, skip_bad_rows: bool = False, spec: Metad
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(f"{csv} lacks the column(s) {', '.join(missing)}; see the README for the format.")
-    for c in ("age", "sex", "site", "lesion_id"):
+    for c in ("age", "sex", "site", "lesion_id", "source"):
         if c not in df.columns:
             df[c] = ""
     spec = spec or MetadataSpec()
@@ -83,6 +86,52 @@ def read_metadata(data_dir: Path | str, skip_bad_rows: bool = False, spec: Metad
     return out
 
 
+def source_group(source: str) -> str:
+    """The collection an image comes from, from the `source` column: what leave-source-out holds out."""
+    for name in ("PAD-UFES-20", "HAM10000"):
+        if name in source:
+            return name
+    return "ISIC archive" if "ISIC" in source else (source or "unknown")
+
+
+def read_sources(dermoscopic, clinical=(), skip_bad_rows: bool = False, spec: MetadataSpec | None = None,
+                 check_images: bool = True) -> pd.DataFrame:
+    """Several data folders as one table, each row with its photo_type (the folder's kind) and source_group;
+    metadata fields whose missingness follows the label within a source are hidden (hide_shortcuts)."""
+    frames = []
+    for photo_type, folders in zip(PHOTO_TYPES, (dermoscopic, clinical)):
+        for folder in folders:
+            df = read_metadata(folder, skip_bad_rows, spec, check_images)
+            frames.append(df.assign(photo_type=photo_type, photo_type_index=PHOTO_TYPES.index(photo_type)))
+    df = pd.concat(frames, ignore_index=True)
+    dupes = df["image_id"][df["image_id"].duplicated()]
+    if len(dupes):
+        raise DataError(f"{len(dupes)} image_id(s) appear in more than one data folder, e.g. {dupes.iloc[0]!r}.")
+    df["source_group"] = df["source"].map(source_group)
+    return hide_shortcuts(df)
+
+
+def hide_shortcuts(df: pd.DataFrame, gap: float = MISSINGNESS_GAP) -> pd.DataFrame:
+    """Within each source, a metadata field that is missing far more often for one label than for another
+    (in the ISIC archive images, age/sex/site are missing for 2 in 3 melanomas; PAD-UFES-20 lacks sex for
+    71 % of benign photos and no melanoma) would teach the model "missing means cancer". Such a field is
+    hidden (set to unknown) for every row of that source, in training and evaluation alike.
+    df.attrs["hidden_metadata"] records what was hidden."""
+    lesions = df[df["label"] != CLASS_IDS.index("no_lesion")]
+    hidden = {}
+    for group, rows in lesions.groupby("source_group"):
+        for name in METADATA_FIELDS:
+            missing = rows[f"{name}_value"].isna().groupby(rows["label"]).mean()
+            if len(missing) > 1 and missing.max() - missing.min() > gap:
+                hidden.setdefault(group, []).append(name)
+    df = df.copy()
+    for group, names in hidden.items():
+        for name in names:
+            df.loc[df["source_group"] == group, f"{name}_value"] = None
+    df.attrs["hidden_metadata"] = hidden
+    return df
+
+
 def make_split(df: pd.DataFrame, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> pd.Series:
     """train/val/test per row, by lesion (rows without lesion_id are lesions of their own), stratified.
 
@@ -103,17 +152,26 @@ def make_split(df: pd.DataFrame, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> 
     return group.map(assignment).rename("split")
 
 
-def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int) -> pd.Series:
-    """Reuse run_dir/split.csv when it exists (resume, evaluate), else make it and write it."""
+def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int, extend: bool = False) -> pd.Series:
+    """Reuse run_dir/split.csv when it exists (resume, evaluate), else make it and write it.
+
+    extend: rows the saved split lacks (a data folder added since) get a split of their own, by the same rule,
+    and are appended; the saved rows keep their side, so an earlier test split stays unseen."""
     path = Path(run_dir) / SPLIT_FILE
     if path.is_file():
         saved = pd.read_csv(path, dtype=str).set_index("image_id")["split"]
-        split = df["image_id"].map(saved)
-        if split.isna().any():
-            raise DataError(f"{path} does not cover {int(split.isna().sum())} image(s) of the data; "
+        split = df["image_id"].map(saved).rename("split")
+        new = split.isna()
+        if not new.any():
+            return split
+        group = df["lesion_id"].where(df["lesion_id"] != "", "img:" + df["image_id"])
+        if not extend or group[new].isin(group[~new]).any():
+            raise DataError(f"{path} does not cover {int(new.sum())} image(s) of the data; "
                             "use the data it was made for, or a new run folder.")
-        return split.rename("split")
-    split = make_split(df, seed)
+        split[new] = make_split(df[new], seed).values
+        print(f"{path}: {int(new.sum())} new image(s) split by the same rule: {split[new].value_counts().to_dict()}")
+    else:
+        split = make_split(df, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(path, index=False)
     return split
@@ -135,16 +193,25 @@ def encode_metadata(df: pd.DataFrame, spec: MetadataSpec) -> np.ndarray:
                     dtype=np.float32).reshape(len(df), spec.dim)
 
 
+IGNORE = -100  # cross_entropy's ignore_index: a photo-type target that is not to be learned
+
+
 class SkinDataset(Dataset):
-    """(image, metadata vector, label, row index). Metadata dropout hides fields so the model learns to
-    answer well without them: p_all hides all three at once, p_field each one on its own."""
+    """(image, metadata vector, label, photo-type target, row index). Metadata dropout hides fields so the
+    model learns to answer well without them: p_all hides all three at once, p_field each one on its own.
+
+    `restyle` (training only) makes a dermoscopic image look like a phone photo with probability p_restyle;
+    such an image is of neither kind, so its photo-type target is IGNORE."""
 
     def __init__(self, df: pd.DataFrame, images: torch.Tensor, transform, spec: MetadataSpec,
-                 p_all: float = 0.0, p_field: float = 0.0):
+                 p_all: float = 0.0, p_field: float = 0.0, restyle=None, p_restyle: float = 0.0):
         self.df, self.images, self.transform, self.spec = df.reset_index(drop=True), images, transform, spec
         self.p_all, self.p_field = p_all, p_field
+        self.restyle, self.p_restyle = restyle, p_restyle
         self.meta = torch.from_numpy(encode_metadata(self.df, spec))
         self.labels = torch.tensor(self.df["label"].values, dtype=torch.long)
+        index = self.df["photo_type_index"] if "photo_type_index" in self.df else pd.Series(0, index=self.df.index)
+        self.photo_types = torch.tensor(index.values, dtype=torch.long)
 
     def __len__(self):
         return len(self.df)
@@ -157,4 +224,7 @@ class SkinDataset(Dataset):
             fields = [None if hide_all or random.random() < self.p_field else v
                       for v in (r["age_value"], r["sex_value"], r["site_value"])]
             meta = torch.tensor(self.spec.encode(*fields), dtype=torch.float32)
-        return self.transform(self.images[i]), meta, self.labels[i], i
+        image, photo_type = self.images[i], self.photo_types[i]
+        if self.restyle is not None and photo_type == 0 and random.random() < self.p_restyle:
+            image, photo_type = self.restyle(image), torch.tensor(IGNORE)
+        return self.transform(image), meta, self.labels[i], photo_type, i

@@ -1,6 +1,7 @@
 """Evaluate a weights folder on the test split and write the figures into its config.json and PNG plots.
 
-    python -m training.evaluate --weights weights/ --data ../shared/data/skin-lesions
+    python -m training.evaluate --weights weights/ --data ../shared/data/skin-lesions \
+        --clinical-data ../shared/data/skin-photos runs/phone-skin
 
 Uses the split saved in the weights folder (split.csv), so the test rows are the ones training never saw.
 Images go through the same loading and transform as the app (model.image), one by one from disk.
@@ -18,9 +19,9 @@ import torch
 from model.checkpoint import CLASSES, load_model, metadata_spec, read_config, write_config
 from model.image import eval_transform, open_image
 from training.calibrate import ood_distance, softmax
-from training.data import read_metadata
-from training.metrics import (MEL, NO_LESION, bootstrap_ci, classification_report, ece, malignant_scores,
-                              melanoma_scores, roc_points, sens_spec)
+from training.data import PHOTO_TYPES, read_sources
+from training.metrics import (BENIGN, MEL, NO_LESION, OTHER, auc, bootstrap_ci, classification_report, ece,
+                              grouped_interval, malignant_scores, melanoma_scores, roc_points, sens_spec)
 
 
 @torch.inference_mode()
@@ -49,16 +50,69 @@ def summary_line(rep: dict) -> dict:
                                           "balanced_accuracy_lesions", "ece")} | {"no_lesion_recall": round(rep["no_lesion"]["sensitivity"], 4)}
 
 
-def evaluate(weights: Path | str, data: Path | str, split_file: Path | str | None = None, summary=None, tta: bool = False,
-             split_name: str = "test") -> dict:
+def as_app_answers(clf, df: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
+    """The rows of df answered exactly as the app answers them (Classifier.predict_batch): photo type,
+    per-type calibration and thresholds, the gate. One row per image: probabilities, risk, in_scope, photo_type."""
+    rows = []
+    for i in range(0, len(df), batch_size):
+        part = df.iloc[i:i + batch_size]
+        preds = clf.predict_batch(list(part["path"]), list(part["age_value"]), list(part["sex_value"]), list(part["site_value"]))
+        rows += [{**r.probabilities, "risk": r.risk, "in_scope": r.in_scope, "photo_type": r.photo_type} for r in preds]
+    return pd.DataFrame(rows, index=df.index)
+
+
+def photo_type_report(df: pd.DataFrame, answers: pd.DataFrame) -> dict:
+    """Figures of one photo type as a user meets them, with 95 % intervals from resampling lesions (patients).
+
+    flagged: the answer says to see a doctor (risk moderate or high); a refused photo is not flagged."""
+    y = df["label"].to_numpy()
+    groups = df["lesion_id"].where(df["lesion_id"] != "", df["image_id"]).to_numpy()
+    p = answers[[c["id"] for c in CLASSES]].to_numpy()
+    mal_prob = p[:, MEL] + p[:, OTHER]
+    malignant, benign, lesion = np.isin(y, [MEL, OTHER]), y == BENIGN, y != NO_LESION
+    flagged = answers["risk"].isin(["moderate", "high"]).to_numpy()
+    high = (answers["risk"] == "high").to_numpy()
+    refused = ~answers["in_scope"].to_numpy(bool)
+
+    def share(mask, of):
+        return lambda i: mask[i][of[i]].mean() if of[i].any() else np.nan
+
+    def auc_of(pos, neg, score):
+        return lambda i: auc(pos[i][pos[i] | neg[i]], score[i][pos[i] | neg[i]])
+
+    stats = {"malignant_auc": auc_of(malignant, benign, mal_prob),
+             "melanoma_auc": auc_of(y == MEL, lesion & (y != MEL), p[:, MEL]),
+             "sensitivity_malignant_flagged": share(flagged, malignant),
+             "benign_called_high": share(high, benign),
+             "benign_flagged": share(flagged, benign),
+             "lesions_refused": share(refused, lesion),
+             "no_lesion_recall": share(p.argmax(1) == NO_LESION, y == NO_LESION)}
+    everything = np.arange(len(y))
+    out = {"n": int(len(y)), "n_by_class": {c["id"]: int((y == k).sum()) for k, c in enumerate(CLASSES)},
+           "lesions_patients": int(len(set(groups[lesion])))}
+    for name, stat in stats.items():
+        value = stat(everything)
+        out[name] = None if np.isnan(value) else float(value)
+        out[name + "_ci95"] = None if np.isnan(value) else grouped_interval(stat, groups)
+    if answers["photo_type"].notna().all():
+        out["photo_type_accuracy"] = float((answers["photo_type"] == df["photo_type"]).mean())
+    out["ece"] = ece(y, p)
+    return out
+
+
+def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str | None = None, summary=None,
+             tta: bool = False, split_name: str = "test") -> dict:
     weights = Path(weights)
     model, config, ood = load_model(weights)
     spec, pre = metadata_spec(config), config["preprocessing"]
-    df = read_metadata(data, skip_bad_rows=True, spec=spec, check_images=False)
+    data = [data] if isinstance(data, (str, Path)) else data
+    every = read_sources(data, clinical_data, skip_bad_rows=True, spec=spec, check_images=False)
     split = pd.read_csv(split_file or weights / "split.csv", dtype=str).set_index("image_id")["split"]
-    df = df[df["image_id"].map(split) == split_name].reset_index(drop=True)
-    if df.empty:
+    every = every[every["image_id"].map(split) == split_name].reset_index(drop=True)
+    if every.empty:
         raise SystemExit(f"no {split_name} rows: is the split file made for this data?")
+    # the dermoscopy figures as before: the test split of the dermoscopic folders
+    df = every[every["photo_type"] == PHOTO_TYPES[0]].reset_index(drop=True)
     y = df["label"].values
     t = config.get("calibration", {}).get("temperature", 1.0)
     feats, logits = run_model(model, df, pre, spec)
@@ -93,13 +147,17 @@ def evaluate(weights: Path | str, data: Path | str, split_file: Path | str | Non
                           "test_lesions_refused_by_distance": float(far[y != NO_LESION].mean()),
                           "test_lesions_refused_by_cheap_checks": float((~cheap_ok)[y != NO_LESION].mean()),
                           "test_all_refused": float(refused.mean())}
+    from model.classifier import Classifier
+    answers = as_app_answers(Classifier(model, config, ood, device="cpu"), every)
+    results["by_photo_type"] = {name: photo_type_report(every[every["photo_type"] == name], answers[every["photo_type"] == name])
+                                for name in PHOTO_TYPES if (every["photo_type"] == name).any()}
     plots(weights, y, p, p_raw, rep, summary)
     config = read_config(weights)
     config.setdefault("metrics", {})[split_name] = results
     write_config(weights, config)
     print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
                       "malignant_auc_ci95": rep["malignant_auc_ci95"], "ece_before": rep["ece_before_calibration"],
-                      **{k: results[k] for k in ("metadata", "ood", "tta") if k in results},
+                      **{k: results[k] for k in ("metadata", "ood", "tta", "by_photo_type") if k in results},
                       **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}}, indent=1))
     return results
 
@@ -159,13 +217,14 @@ def plots(out: Path, y, p, p_raw, rep, summary=None):
 
 
 def main(args):
-    evaluate(args.weights, args.data, args.split, tta=args.tta, split_name=args.split_name)
+    evaluate(args.weights, args.data, args.clinical_data, args.split, tta=args.tta, split_name=args.split_name)
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="weights")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, nargs="+", help="folder(s) of dermoscopic images")
+    p.add_argument("--clinical-data", nargs="*", default=[], help="folder(s) of clinical (phone) photos")
     p.add_argument("--split", default=None, help="split.csv (default: the one in the weights folder)")
     p.add_argument("--split-name", default="test")
     p.add_argument("--tta", action="store_true", help="also report the four-flip test-time augmentation")

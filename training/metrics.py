@@ -18,7 +18,7 @@ def class_weights(y: np.ndarray, num_classes: int, power: float = 0.5) -> np.nda
     return (w / (w[y].mean() if len(y) else 1)).astype(np.float32)
 
 
-def _auc(y_true, score):
+def auc(y_true, score):
     return float(roc_auc_score(y_true, score)) if 0 < np.sum(y_true) < len(y_true) else float("nan")
 
 
@@ -71,16 +71,15 @@ def classification_report(y: np.ndarray, p: np.ndarray) -> dict:
         tp, fn = cm[c, c], cm[c].sum() - cm[c, c]
         fp = cm[:, c].sum() - tp
         tn = cm.sum() - tp - fn - fp
-        auc = _auc((y == c).astype(int), p[:, c])
-        aucs.append(auc)
+        aucs.append(auc((y == c).astype(int), p[:, c]))
         report[name] = {"n": int(cm[c].sum()), "sensitivity": float(tp / max(tp + fn, 1)),
-                        "specificity": float(tn / max(tn + fp, 1)), "auc": auc}
+                        "specificity": float(tn / max(tn + fp, 1)), "auc": aucs[-1]}
     report["macro_auc"] = float(np.nanmean(aucs))
     report["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
     lesion = np.isin(y, LESION_CLASSES)
     report["balanced_accuracy_lesions"] = float(balanced_accuracy_score(y[lesion], p[lesion][:, LESION_CLASSES].argmax(1)))
-    report["melanoma_auc"] = _auc(*melanoma_scores(y, p))
-    report["malignant_auc"] = _auc(*malignant_scores(y, p))
+    report["melanoma_auc"] = auc(*melanoma_scores(y, p))
+    report["malignant_auc"] = auc(*malignant_scores(y, p))
     report["ece"] = ece(y, p)
     report["confusion_matrix"] = cm.tolist()
     return report
@@ -96,6 +95,20 @@ def bootstrap_ci(y, p, fn, n: int = 1000, seed: int = 0, alpha: float = 0.05) ->
         if 0 < yb.sum() < len(yb):
             values.append(roc_auc_score(yb, s))
     return [float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))]
+
+
+def grouped_interval(stat, groups, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[float]:
+    """Percentile bootstrap interval of stat(row indices) -> float, resampling whole groups (lesions, patients),
+    so several photos of one lesion do not count as independent evidence. NaN draws (one class only) are skipped."""
+    rng = np.random.default_rng(seed)
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    values = []
+    for _ in range(n):
+        v = stat(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
+        if not np.isnan(v):
+            values.append(v)
+    return [float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))] if values else [float("nan")] * 2
 
 
 def roc_points(y_bin, score):

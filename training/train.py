@@ -30,7 +30,7 @@ from tqdm import tqdm
 from model.checkpoint import CLASSES, save_weights
 from model.metadata import MetadataSpec
 from model.network import ModelArgs, SkinLesionNet
-from training.data import SkinDataset, load_images, load_or_make_split, read_metadata
+from training.data import IGNORE, PHOTO_TYPES, SkinDataset, load_images, load_or_make_split, read_sources
 from training.metrics import class_weights, classification_report
 
 
@@ -56,7 +56,16 @@ def preprocessing(model: SkinLesionNet, size: int) -> dict:
 
 
 def load_init(model: SkinLesionNet, path: str):
-    """Start the backbone from a local timm checkpoint (.safetensors or .pth state dict); the classifier is dropped."""
+    """Start from earlier weights: a weights folder of this project (the whole network; a head it lacks starts
+    fresh), or a local timm checkpoint (.safetensors or .pth state dict) for the backbone, classifier dropped."""
+    if Path(path).is_dir():
+        from model.checkpoint import load_model
+        state = load_model(path)[0].state_dict()
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("photo_head.")]:
+            raise SystemExit(f"--init {path} does not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        print(f"network initialised from {path}" + (" (photo-type head new)" if missing else ""))
+        return
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         state = load_file(path)
@@ -72,7 +81,8 @@ def load_init(model: SkinLesionNet, path: str):
 
 
 class Student(torch.nn.Module):
-    """The network plus the projection of its features onto the teacher's: one module, so DDP syncs both."""
+    """The network plus the projection of its features onto the teacher's: one module, so DDP syncs both.
+    Returns (class logits, projected features, photo-type logits or None)."""
 
     def __init__(self, model: SkinLesionNet, projector: torch.nn.Module):
         super().__init__()
@@ -80,7 +90,7 @@ class Student(torch.nn.Module):
 
     def forward(self, image, meta):
         features = self.model.forward_features(image)
-        return self.model.forward_head(features, meta), self.projector(features)
+        return self.model.forward_head(features, meta), self.projector(features), self.model.forward_photo_type(features)
 
 
 class Teacher:
@@ -102,22 +112,26 @@ class Teacher:
 def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank):
     student.train()
     scaler_ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0}, 0
+    totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0, "photo": 0.0}, 0
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=10, leave=False)
-    for image, meta, label, idx in bar:
+    for image, meta, label, photo_type, idx in bar:
         image = image.to(device, non_blocking=True)
         if device.type == "cuda":
             image = image.contiguous(memory_format=torch.channels_last)
-        meta, label = meta.to(device), label.to(device)
+        meta, label, photo_type = meta.to(device), label.to(device), photo_type.to(device)
         with scaler_ctx:
-            logits, projected = student(image, meta)
+            logits, projected, photo_logits = student(image, meta)
             ce = F.cross_entropy(logits.float(), label, weight=class_w)
             loss, parts = ce, {"ce": ce.item()}
+            if photo_logits is not None and (photo_type != IGNORE).any():
+                photo = F.cross_entropy(photo_logits.float(), photo_type, ignore_index=IGNORE)
+                loss = loss + args.photo_type_weight * photo
+                parts["photo"] = photo.item()
             if teacher is not None:
                 p_t = teacher.probs[idx].to(device)
                 kd = F.kl_div(F.log_softmax(logits.float(), 1), p_t, reduction="batchmean")
                 feat = F.mse_loss(projected.float(), teacher.features[idx].to(device))
-                loss = (1 - args.kd_alpha) * ce + args.kd_alpha * kd + args.feat_beta * feat
+                loss = loss + args.kd_alpha * (kd - ce) + args.feat_beta * feat
                 parts.update(kd=kd.item(), feat=feat.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,14 +149,37 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
 
 
 @torch.inference_mode()
-def predict_probs(model, loader, device) -> tuple[np.ndarray, np.ndarray]:
+def predict_probs(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels, class probabilities, predicted photo-type index or None) over a loader."""
     model.eval()
-    probs, labels = [], []
-    for image, meta, label, _ in loader:
-        logits = model(image.to(device), meta.to(device))
+    probs, labels, types = [], [], []
+    for image, meta, label, _, _ in loader:
+        features = model.forward_features(image.to(device))
+        logits = model.forward_head(features, meta.to(device))
+        photo_logits = model.forward_photo_type(features)
         probs.append(torch.softmax(logits.float(), 1).cpu())
         labels.append(label)
-    return torch.cat(labels).numpy(), torch.cat(probs).numpy()
+        if photo_logits is not None:
+            types.append(photo_logits.argmax(1).cpu())
+    return torch.cat(labels).numpy(), torch.cat(probs).numpy(), torch.cat(types).numpy() if types else None
+
+
+def validation_row(ds_val, y, p, types) -> dict:
+    """Validation figures per photo type, and `val_score`, the figure that picks the best epoch: the macro AUC
+    on dermoscopy, averaged with the malignant-vs-benign AUC on phone photos when there are any."""
+    kinds = ds_val.photo_types.numpy()
+    derm = kinds == PHOTO_TYPES.index("dermoscopic")
+    rep = classification_report(y[derm], p[derm])
+    row = {"val_macro_auc": rep["macro_auc"], "val_melanoma_auc": rep["melanoma_auc"],
+           "val_malignant_auc": rep["malignant_auc"], "val_balanced_accuracy": rep["balanced_accuracy"]}
+    score = rep["macro_auc"]
+    if (~derm).any():
+        from training.metrics import auc, malignant_scores
+        row["val_clinical_malignant_auc"] = auc(*malignant_scores(y[~derm], p[~derm]))
+        score = (score + row["val_clinical_malignant_auc"]) / 2
+    if types is not None:
+        row["val_photo_type_accuracy"] = float((types == kinds).mean())
+    return {k: round(v, 5) for k, v in row.items()} | {"val_score": round(score, 5)}
 
 
 def main(args):
@@ -153,31 +190,44 @@ def main(args):
     np.random.seed(args.seed + rank)
     run = Path(args.output)
     spec = MetadataSpec()
-    df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
+    df = read_sources(args.data, args.clinical_data, skip_bad_rows=args.skip_bad_rows, spec=spec)
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
-        split = load_or_make_split(df, run, args.seed)
+        if args.split_from and not (run / "split.csv").is_file():
+            (run / "split.csv").write_bytes((Path(args.split_from) / "split.csv").read_bytes())
+        split = load_or_make_split(df, run, args.seed, extend=True)
+        print(f"metadata hidden as a label shortcut: {df.attrs['hidden_metadata'] or 'none'}")
     if world > 1:
         dist.barrier()
     if rank != 0:
-        split = load_or_make_split(df, run, args.seed)
+        split = load_or_make_split(df, run, args.seed, extend=True)
     train_mask = (split == "train").values
-    model = SkinLesionNet(ModelArgs(backbone=args.backbone, meta_dim=spec.dim, drop_path_rate=args.drop_path)).to(device)
+    photo_types = len(PHOTO_TYPES) if args.clinical_data else 0
+    model = SkinLesionNet(ModelArgs(backbone=args.backbone, meta_dim=spec.dim, drop_path_rate=args.drop_path,
+                                    photo_types=photo_types)).to(device)
     if args.init:
         load_init(model, args.init)
     pre = preprocessing(model, args.size)
     from model.image import eval_transform, train_transform
     cache = load_images(df["path"], args.cache_size or max(args.size, 224))
     # cached images are already square, so the same transforms apply to tensors
+    from training.restyle import PhoneStyle
     ds_train = SkinDataset(df[train_mask], cache[torch.tensor(train_mask)], train_transform(pre, args.aug), spec,
-                           p_all=args.meta_dropout, p_field=args.meta_dropout / 2)
+                           p_all=args.meta_dropout, p_field=args.meta_dropout / 2,
+                           restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle)
+    # phone photos are few: each appears clinical_repeat times per epoch
+    repeat = np.where(ds_train.df["photo_type"] == "clinical", args.clinical_repeat, 1) if "photo_type" in ds_train.df else 1
+    ds_train = torch.utils.data.Subset(ds_train, np.repeat(np.arange(len(ds_train.df)), repeat).tolist())
     val_mask = (split == "val").values
     ds_val = SkinDataset(df[val_mask], cache[torch.tensor(val_mask)], eval_transform(pre), spec)
     teacher = None
     if args.teacher:
         teacher = Teacher(args.teacher, df["image_id"].values, train_mask)
         teacher.probs, teacher.features = teacher.probs[train_mask], teacher.features[train_mask]
-    sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed) if world > 1 else None
+    if world > 1:
+        sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed)
+    else:  # an epoch can be a random part of the data, so a short run still validates and checkpoints often
+        sampler = torch.utils.data.RandomSampler(ds_train, num_samples=args.samples_per_epoch) if args.samples_per_epoch else None
     loader = DataLoader(ds_train, args.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
     val_loader = DataLoader(ds_val, 64, num_workers=args.workers)
@@ -194,7 +244,7 @@ def main(args):
     warmup = min(len(loader), steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
-    class_w = torch.from_numpy(class_weights(ds_train.labels.numpy(), len(CLASSES))).to(device)
+    class_w = torch.from_numpy(class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))).to(device)
 
     start, best_auc, history = 0, -1.0, []
     ckpt_path = run / "checkpoint.pt"
@@ -217,17 +267,15 @@ def main(args):
 
     t_start = time.time()
     for epoch in range(start, args.epochs):
-        if sampler is not None:
+        if world > 1:
             sampler.set_epoch(epoch)
         t0 = time.time()
         stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank)
         train_s = time.time() - t0
         if rank == 0:
-            y, p = predict_probs(ema.module, val_loader, device)
-            rep = classification_report(y, p)
-            row = {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()},
-                   "val_macro_auc": round(rep["macro_auc"], 5), "val_melanoma_auc": round(rep["melanoma_auc"], 5),
-                   "val_malignant_auc": round(rep["malignant_auc"], 5), "val_balanced_accuracy": round(rep["balanced_accuracy"], 5),
+            y, p, types = predict_probs(ema.module, val_loader, device)
+            val = validation_row(ds_val, y, p, types)
+            row = {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
                    "lr": optimizer.param_groups[0]["lr"], "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
                    "epoch_s": round(time.time() - t0, 1)}
             summary = run / "summary.csv"
@@ -238,10 +286,11 @@ def main(args):
                     w.writeheader()
                 w.writerow(row)
             print(json.dumps(row), flush=True)
-            if rep["macro_auc"] > best_auc:
-                best_auc = rep["macro_auc"]
+            if val["val_score"] > best_auc:
+                best_auc = val["val_score"]
                 save_weights(ema.module, run / "best", {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
-                                                        "training": {"best_epoch": epoch, "val_macro_auc": best_auc}})
+                                                        **({"photo_types": PHOTO_TYPES} if photo_types else {}),
+                                                        "training": {"best_epoch": epoch, **val}})
             ck = {"model": model.state_dict(), "ema": ema.module.state_dict(), "projector": projector.state_dict(),
                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best_auc}
             torch.save(ck, run / "checkpoint.tmp")
@@ -258,10 +307,16 @@ def main(args):
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="folder with metadata.csv and the images it lists")
+    p.add_argument("--data", required=True, nargs="+", help="folder(s) of dermoscopic images: metadata.csv and the images it lists")
+    p.add_argument("--clinical-data", nargs="*", default=[], help="folder(s) of clinical (phone) photos, same format")
+    p.add_argument("--clinical-repeat", type=int, default=4, help="times each phone photo appears per epoch")
+    p.add_argument("--samples-per-epoch", type=int, default=0, help="images drawn per epoch (0 = all, each once)")
+    p.add_argument("--restyle", type=float, default=0.0, help="chance of making a dermoscopic training image look like a phone photo")
+    p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
+    p.add_argument("--split-from", default=None, help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
     p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
     p.add_argument("--backbone", default="mobilenetv4_conv_medium")
-    p.add_argument("--init", default=None, help="local timm checkpoint to start the backbone from")
+    p.add_argument("--init", default=None, help="weights folder of this project, or a local timm checkpoint for the backbone")
     p.add_argument("--teacher", default=None, help="teacher.npz from training.teacher (distillation)")
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the soft-target loss (labels get 1 - alpha)")
     p.add_argument("--feat-beta", type=float, default=0.5, help="weight of the teacher-feature regression loss")
