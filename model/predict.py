@@ -247,6 +247,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> list[dict] | None:
     if args.batch < 1:
         raise SystemExit("--batch must be at least 1.")
+    if args.out.is_dir():
+        raise SystemExit(f"--out {args.out} is a folder; give the name of the CSV file to write.")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     device = resolve_device(args.device)
     if world > 1 and device.type == "cuda" and device.index is None:
@@ -258,7 +260,11 @@ def main(args: argparse.Namespace) -> list[dict] | None:
         raise SystemExit(str(e)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if world == 1:
-        return run(clf, items, args.out, args.batch)
+        try:
+            return run(clf, items, args.out, args.batch)
+        except KeyboardInterrupt:
+            raise SystemExit(f"\nStopped. The rows written so far are in {args.out.name}; "
+                             "run the same command again to go on.") from None
     # A long timeout: ranks wait at the final barrier for the slowest one, which may take hours on a big archive.
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(hours=24),
                             device_id=device if device.type == "cuda" else None)

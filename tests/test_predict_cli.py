@@ -142,7 +142,8 @@ def test_resume_skips_the_rows_already_written(tmp_path):
     assert cli(folder, "--out", out).equals(rows)   # a third run has nothing left to do
 
 
-def test_resume_after_a_kill(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_resume_after_a_kill(tmp_path, stop):
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(60):
@@ -150,12 +151,14 @@ def test_resume_after_a_kill(tmp_path):
     out = tmp_path / "p.csv"
     proc = subprocess.Popen([sys.executable, "-m", "model.predict", str(folder), "--out", str(out), "--batch", "2"],
                             cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while proc.poll() is None and time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 2):
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(stop)
+    stderr = proc.communicate()[1]
+    if stop == signal.SIGINT:
+        assert "Stopped." in stderr and "Traceback" not in stderr, stderr[-2000:]
     before = out.read_bytes()
     written = before[:before.rfind(b"\n") + 1].count(b"\n") - 1
     assert 1 <= written < 60, "the run finished before it could be killed"
