@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import io
 import os
 import re
@@ -153,7 +154,7 @@ def read_rows(path: Path, header: list[str]) -> tuple[list[dict], int]:
 
 def part_files(out: Path) -> list[Path]:
     pattern = re.compile(re.escape(out.name) + r"\.part\d+")
-    return sorted(p for p in out.parent.glob(out.name + ".part*") if pattern.fullmatch(p.name))
+    return sorted(p for p in out.parent.glob(glob.escape(out.name) + ".part*") if pattern.fullmatch(p.name))
 
 
 def append(path: Path, keep: int, header: list[str], batches):
