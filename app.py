@@ -300,6 +300,8 @@ CSS = """
 #heatmap-key img { width: 100%; max-width: 320px; height: 18px; border-radius: 4px; display: block; }
 #heatmap-key .ends { display: flex; justify-content: space-between; max-width: 320px; font-size: .85rem; }
 .form-row input { text-overflow: ellipsis; padding-right: 2rem !important; }
+#examples .grid-wrap { height: auto !important; min-height: 0 !important; max-height: none !important; }
+#examples .grid-container { padding-top: 2rem; }
 #examples .caption-label { white-space: normal; overflow: visible; text-overflow: clip; line-height: 1.2; }
 @media (max-width: 640px) { #examples .grid-container { --grid-cols: 3 !important; } }
 """
