@@ -60,6 +60,18 @@ class Prediction:
         return self.probabilities["melanoma"] + self.probabilities["other_cancer"]
 
 
+def risk_level(probs: dict[str, float], th: dict) -> str:
+    """high / moderate / uncertain / low from the class probabilities and a set of thresholds."""
+    mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
+    if mel >= th.get("melanoma_high", 1.1) or mal >= th.get("malignant_high", 1.1):
+        return "high"
+    if mel >= th.get("melanoma", 0.5) or mal >= th.get("malignant", 0.5):
+        return "moderate"
+    if max(probs.values()) < th.get("uncertain_max_prob", 0.5):
+        return "uncertain"
+    return "low"
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,9 +88,7 @@ class Classifier:
         self.spec = metadata_spec(config)
         self.transform = eval_transform(config["preprocessing"])
         self.photo_types = list(config.get("photo_types", []))
-        self.thresholds = config.get("thresholds", {})
         self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
-        self.ood_threshold = config.get("ood", {}).get("threshold")
         # The fast path (ONNX Runtime on CPU, see runtime.py); Grad-CAM uses self.model's small head only.
         self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
 
@@ -94,15 +104,15 @@ class Classifier:
 
     # ---- outputs --------------------------------------------------------------------------------
     def _distance(self, feats: torch.Tensor) -> torch.Tensor | None:
-        if not self.ood or self.ood_threshold is None:
+        if not self.ood:
             return None
         z = (feats.float() - self.ood["mean"]) @ self.ood["projection"].T
         d = torch.cdist(z, self.ood["centres"]) ** 2
         return torch.sqrt(d.min(1).values / z.shape[1])
 
-    def scope_ok(self, q) -> bool:
+    def scope_ok(self, q, photo_type: str | None = None) -> bool:
         """The cheap checks of the gate: not flat, enough skin-coloured pixels, not pixel noise (limits in config.json)."""
-        ood = self.config.get("ood", {})
+        ood = self.fitted("ood", photo_type)
         return (not q.flat and q.skin_fraction >= ood.get("skin_fraction_min", 0.0)
                 and q.sharpness <= ood.get("sharpness_max", float("inf")))
 
@@ -114,15 +124,7 @@ class Classifier:
     def risk(self, probs: dict[str, float], photo_type: str | None = None) -> str:
         """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py),
         those of the photo's type where the weights have them."""
-        th = self.fitted("thresholds", photo_type)
-        mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
-        if mel >= th.get("melanoma_high", 1.1) or mal >= th.get("malignant_high", 1.1):
-            return "high"
-        if mel >= th.get("melanoma", 0.5) or mal >= th.get("malignant", 0.5):
-            return "moderate"
-        if max(probs.values()) < th.get("uncertain_max_prob", 0.5):
-            return "uncertain"
-        return "low"
+        return risk_level(probs, self.fitted("thresholds", photo_type))
 
     def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p)}
@@ -130,10 +132,10 @@ class Classifier:
         q = check(img)
         d = None if distance is None else float(distance)
         limit = self.fitted("ood", photo_type).get("threshold")
-        in_scope = self.scope_ok(q) and (d is None or limit is None or d <= limit)
+        in_scope = self.scope_ok(q, photo_type) and (d is None or limit is None or d <= limit)
         risk = self.risk(probs, photo_type) if in_scope else "out_of_scope"
-        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, heatmap if in_scope else None,
-                          photo_type)
+        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, photo_type=photo_type,
+                          heatmap=heatmap if in_scope else None)
 
     def _photo_types(self, feats: torch.Tensor) -> list[str | None]:
         logits = self.model.forward_photo_type(feats.float()) if self.photo_types else None

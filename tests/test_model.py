@@ -205,20 +205,33 @@ def test_solid_colour_is_refused(shipped):
     assert not r.in_scope and r.risk == "out_of_scope"
 
 
-def test_risk_follows_thresholds(shipped):
-    clf = shipped
-    saved = clf.thresholds
-    clf.thresholds = {"melanoma": 0.3, "malignant": 0.4, "melanoma_high": 0.7, "malignant_high": 0.8, "uncertain_max_prob": 0.5}
-    try:
-        p = lambda m, o, b, n: {"melanoma": m, "other_cancer": o, "benign": b, "no_lesion": n}
-        assert clf.risk(p(0.75, 0.0, 0.25, 0.0)) == "high"
-        assert clf.risk(p(0.05, 0.8, 0.15, 0.0)) == "high"
-        assert clf.risk(p(0.35, 0.0, 0.65, 0.0)) == "moderate"
-        assert clf.risk(p(0.1, 0.32, 0.58, 0.0)) == "moderate"
-        assert clf.risk(p(0.1, 0.1, 0.4, 0.4)) == "uncertain"
-        assert clf.risk(p(0.05, 0.05, 0.9, 0.0)) == "low"
-    finally:
-        clf.thresholds = saved
+def test_risk_follows_thresholds():
+    from model.classifier import risk_level
+    th = {"melanoma": 0.3, "malignant": 0.4, "melanoma_high": 0.7, "malignant_high": 0.8, "uncertain_max_prob": 0.5}
+    p = lambda m, o, b, n: {"melanoma": m, "other_cancer": o, "benign": b, "no_lesion": n}
+    assert risk_level(p(0.75, 0.0, 0.25, 0.0), th) == "high"
+    assert risk_level(p(0.05, 0.8, 0.15, 0.0), th) == "high"
+    assert risk_level(p(0.35, 0.0, 0.65, 0.0), th) == "moderate"
+    assert risk_level(p(0.1, 0.32, 0.58, 0.0), th) == "moderate"
+    assert risk_level(p(0.1, 0.1, 0.4, 0.4), th) == "uncertain"
+    assert risk_level(p(0.05, 0.05, 0.9, 0.0), th) == "low"
+
+
+def test_thresholds_and_temperature_per_photo_type(shipped):
+    """A phone photo is judged by the phone photos' thresholds; values a type lacks come from the top level."""
+    from model.classifier import Classifier
+    config = json.loads(json.dumps(shipped.config))  # a copy: the shared fixture stays as it is
+    config["thresholds"] = {"melanoma": 0.3, "malignant": 0.4, "melanoma_high": 0.7, "malignant_high": 0.8,
+                            "by_photo_type": {"clinical": {"malignant": 0.6, "malignant_high": 0.95}}}
+    config["calibration"] = {"temperature": 1.0, "by_photo_type": {"clinical": {"temperature": 2.0}}}
+    clf = Classifier(shipped.model, config, device="cpu")
+    probs = {"melanoma": 0.1, "other_cancer": 0.4, "benign": 0.5, "no_lesion": 0.0}
+    assert clf.risk(probs, "dermoscopic") == "moderate" and clf.risk(probs, "clinical") == "low"
+    probs = {"melanoma": 0.05, "other_cancer": 0.85, "benign": 0.1, "no_lesion": 0.0}
+    assert clf.risk(probs, "dermoscopic") == "high" and clf.risk(probs, "clinical") == "moderate"
+    assert clf.fitted("thresholds", "clinical")["melanoma_high"] == 0.7
+    assert clf.fitted("calibration", "clinical")["temperature"] == 2.0
+    assert clf.fitted("calibration", "dermoscopic")["temperature"] == 1.0
 
 
 def test_natural_photo_is_refused(shipped):

@@ -170,3 +170,76 @@ def test_teacher_trunk_and_tail_are_the_whole_network():
     views = [d4(x, k) for k in range(8)]
     assert all(not torch.equal(a, b) for i, a in enumerate(views) for b in views[i + 1:])   # 8 different views
     assert torch.equal(d4(x, 0), x)
+
+
+def test_metadata_missing_by_label_is_hidden_per_source():
+    from training.data import hide_shortcuts
+    n = 40
+    df = pd.DataFrame({"label": [0] * n + [2] * n, "source_group": "A",
+                       "age_value": [None] * 30 + [50.0] * 10 + [60.0] * n,   # missing for 3 in 4 melanomas only
+                       "sex_value": ["male"] * (2 * n), "site_value": [None] * 5 + ["back"] * (2 * n - 5)})
+    other = df.assign(source_group="B", age_value=55.0)
+    out = hide_shortcuts(pd.concat([df, other], ignore_index=True))
+    assert out.attrs["hidden_metadata"] == {"A": ["age"]}
+    assert out.loc[out["source_group"] == "A", "age_value"].isna().all()
+    assert (out.loc[out["source_group"] == "B", "age_value"] == 55.0).all()
+    assert out["sex_value"].notna().all() and out["site_value"].notna().sum() == 2 * (2 * n - 5)
+
+
+def test_split_extends_to_new_rows_and_keeps_the_saved_ones(tmp_path):
+    from training.data import load_or_make_split
+    old = pd.DataFrame({"image_id": [f"a{i}" for i in range(80)], "lesion_id": [f"L{i}" for i in range(80)],
+                        "label": [i % 4 for i in range(80)], "label4": "benign"})
+    saved = load_or_make_split(old, tmp_path, seed=0)
+    new = pd.DataFrame({"image_id": [f"p{i}" for i in range(40)], "lesion_id": [f"P{i // 2}" for i in range(40)],
+                        "label": [i % 3 for i in range(40)], "label4": "benign"})
+    both = pd.concat([old, new], ignore_index=True)
+    with pytest.raises(DataError):
+        load_or_make_split(both, tmp_path, seed=0)
+    split = load_or_make_split(both, tmp_path, seed=0, extend=True)
+    assert split[:80].tolist() == saved.tolist()               # an earlier test split stays unseen
+    assert set(split[80:]) == {"train", "val", "test"}
+    assert new.assign(s=split[80:].values).groupby("lesion_id")["s"].nunique().max() == 1
+    assert load_or_make_split(both, tmp_path, seed=0).tolist() == split.tolist()   # written, so it is reused
+
+
+def test_phone_style_changes_the_look_not_the_format():
+    from training.restyle import PhoneStyle
+    torch.manual_seed(0)
+    image = torch.full((3, 96, 96), 180, dtype=torch.uint8)
+    image[:, 30:66, 30:66] = torch.tensor([90, 50, 40], dtype=torch.uint8).view(3, 1, 1)   # a dark spot
+    out = PhoneStyle()(image)
+    assert out.shape == image.shape and out.dtype == torch.uint8
+    dark = lambda x: (x.float().mean(0) < 120).float().mean().item()
+    assert 0 < dark(out) < dark(image)   # the spot is still there, smaller in the frame
+
+
+def _phone_fixture(fixture_data: Path, folder: Path) -> Path:
+    """The fixture's images again, as if they were phone photos: their own ids and patients."""
+    df = pd.read_csv(fixture_data / "metadata.csv", dtype=str, keep_default_na=False)
+    folder.mkdir()
+    (folder / "images").symlink_to(fixture_data / "images")
+    df.assign(image_id="phone_" + df["image_id"], lesion_id="P_" + df["lesion_id"]).to_csv(folder / "metadata.csv", index=False)
+    return folder
+
+
+def test_training_with_phone_photos(fixture_data, tmp_path):
+    from conftest import train_args
+    from training.train import main
+    phone = _phone_fixture(fixture_data, tmp_path / "phone")
+    run = tmp_path / "run"
+    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--restyle", "0.5", "--clinical-repeat", "2"))
+    config = json.loads((run / "weights" / "config.json").read_text())
+    assert config["photo_types"] == ["dermoscopic", "clinical"]
+    for section in ("calibration", "thresholds", "ood"):
+        assert set(config[section]["by_photo_type"]) == {"clinical"}, section
+    assert config["thresholds"]["by_photo_type"]["clinical"]["malignant"] > 0
+    by_type = config["metrics"]["test"]["by_photo_type"]
+    assert by_type["clinical"]["n"] == (pd.read_csv(run / "split.csv").query("split == 'test'")["image_id"]
+                                        .str.startswith("phone_").sum())
+    assert 0 <= by_type["clinical"]["photo_type_accuracy"] <= 1
+    summary = pd.read_csv(run / "summary.csv")
+    assert {"val_clinical_malignant_auc", "val_photo_type_accuracy", "train_photo"} <= set(summary.columns)
+    clf = load_classifier(run / "weights")
+    r = clf.predict(phone / "images" / pd.read_csv(phone / "metadata.csv")["file"][0].split("/")[-1], age=40)
+    assert r.photo_type in ("dermoscopic", "clinical")

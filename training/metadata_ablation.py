@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.checkpoint import load_model, metadata_spec, read_config, write_config
 from training.calibrate import softmax
-from training.data import encode_metadata, read_metadata
+from training.data import encode_metadata, read_sources
 from training.evaluate import run_model, summary_line
 from training.metrics import classification_report, melanoma_scores
 from training.teacher import fit_head
@@ -49,7 +49,7 @@ def ablation(weights: Path | str, data: Path | str) -> dict:
     model, config, _ = load_model(weights)
     spec, pre = metadata_spec(config), config["preprocessing"]
     t = config.get("calibration", {}).get("temperature", 1.0)
-    df = read_metadata(data, skip_bad_rows=True, spec=spec, check_images=False)
+    df = read_sources([data], skip_bad_rows=True, spec=spec, check_images=False)
     split = pd.read_csv(weights / "split.csv", dtype=str).set_index("image_id")["split"]
     df["split"] = df["image_id"].map(split)
     parts = {name: df[df["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")}

@@ -79,7 +79,8 @@ def main(args):
     refused = {n: not r.in_scope for n, r in zip(images, results)}
     passed = [n for n, v in refused.items() if not v]
     figures = {"images": len(images), "refused": sum(refused.values()), "refused_share": sum(refused.values()) / len(images),
-               "not_refused": passed, "threshold": clf.ood_threshold}
+               "not_refused": passed,
+               "photo_types": {t: sum(r.photo_type == t for r in results) for t in clf.photo_types}}
     print(json.dumps(figures, indent=1))
     if args.write:
         config = read_config(args.weights)
