@@ -30,7 +30,7 @@ from PIL import Image
 
 from model import CheckpointError, MetadataSpec, load_classifier, open_image
 from model.batching import BatchingRunner
-from model.classifier import OUT_OF_SCOPE_MESSAGE, PHOTO_TYPE_TEXT
+from model.classifier import OUT_OF_SCOPE_MESSAGE, PHOTO_TYPE_NAMES, PHOTO_TYPE_TEXT
 from model.gradcam import overlay
 
 # Gradio's run history would keep each request's photo in the browser (read at launch): never.
@@ -169,6 +169,17 @@ def about_model(config: dict) -> str:
             lines += ["", "| Class | Images | Sensitivity | Specificity |", "|---|---|---|---|"]
             lines += [f"| {c['name']} | {m.get('n', '')} | {fmt(m.get('sensitivity', ''))} | {fmt(m.get('specificity', ''))} |"
                       for c, m in rows]
+    by_type = config.get("metrics", {}).get("test", {}).get("by_photo_type", {})
+    if by_type:
+        lines += ["", "### By kind of photo (test split, 95% intervals)",
+                  "| Kind of photo | Images | Cancer vs benign AUC | Cancers flagged | Benign spots called high | Photo kind recognised |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in by_type.items():
+            cell = lambda k: "-" if r.get(k) is None else f"{fmt(r[k])} ({fmt(r[k + '_ci95'][0])}-{fmt(r[k + '_ci95'][1])})"
+            lines.append(f"| {PHOTO_TYPE_NAMES.get(name, name)} | {r.get('n', '?')} | {cell('malignant_auc')} | "
+                         f"{cell('sensitivity_malignant_flagged')} | {cell('benign_called_high')} | {fmt(r.get('photo_type_accuracy', '-'))} |")
+        lines.append("\nPhone photos are few in the training data (446, one clinic in Brazil, 24 melanomas, mostly light skin), "
+                     "so their figures have wide intervals.")
     data = config.get("data", {})
     if data:
         lines += ["", "### Data"]

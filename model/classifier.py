@@ -29,6 +29,7 @@ RISK_TEXT = {
     "uncertain": "The model is unsure about this photo: have the spot checked by a doctor to be safe.",
     "out_of_scope": "This does not look like a close-up photo of skin, so no assessment was made.",
 }
+PHOTO_TYPE_NAMES = {"dermoscopic": "Dermoscopy image", "clinical": "Phone or camera photo"}
 # What the kind of photo means for how far to trust the answer, in plain words (the app shows it).
 PHOTO_TYPE_TEXT = {
     "dermoscopic": "This looks like a dermoscopy image (taken through a skin magnifier with its own light). "

@@ -165,3 +165,20 @@ def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_
     lifetime = 15 + 3  # SKINLESION_UPLOAD_SECONDS + the cleaner's period (app.CLEAN_EVERY_S for 15 s)
     assert results["cleanup_s"] is not None and results["cleanup_s"] <= lifetime, results["upload_files"]
     assert results["upload_files"]["after_cleanup"] == 0
+
+
+def test_phone_photo_end_to_end(client, app):
+    """A phone photo through /predict: four bars, and the verdict says which kind of photo the model saw and
+    what that means for trusting it, the same kind as the model's own answer for that photo."""
+    from model.classifier import PHOTO_TYPE_TEXT
+    phone = ROOT / "examples" / "gallery_phone_PAT_63_98_127.jpg"
+    label, verdict, _ = predict(client, phone, 58, None, "face")
+    own = app.clf.predict(phone, age=58, site="face")
+    if not own.in_scope:
+        assert app.OUT_OF_SCOPE_MESSAGE in verdict
+        return
+    assert_four_bars(label)
+    if own.photo_type is None:
+        pytest.skip("these weights have no photo-type head")
+    assert PHOTO_TYPE_TEXT[own.photo_type] in verdict
+    assert sum(text in verdict for text in PHOTO_TYPE_TEXT.values()) == 1

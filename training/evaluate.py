@@ -131,10 +131,11 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
         results["tta"] = summary_line(classification_report(y, softmax(run_model(model, df, pre, spec, tta=True)[1] / t)))
     # metadata: the rows that have all three fields, answered with them and with them hidden
     has_meta = (df["age_value"].notna() & df["sex_value"].notna() & df["site_value"].notna()).values
-    _, hidden = run_model(model, df[has_meta], pre, spec, hide_metadata=True)
-    results["metadata"] = {"rows_with_metadata": int(has_meta.sum()),
-                           "with_metadata": summary_line(classification_report(y[has_meta], p[has_meta])),
-                           "metadata_hidden": summary_line(classification_report(y[has_meta], softmax(hidden / t)))}
+    if has_meta.any():
+        _, hidden = run_model(model, df[has_meta], pre, spec, hide_metadata=True)
+        results["metadata"] = {"rows_with_metadata": int(has_meta.sum()),
+                               "with_metadata": summary_line(classification_report(y[has_meta], p[has_meta])),
+                               "metadata_hidden": summary_line(classification_report(y[has_meta], softmax(hidden / t)))}
     if ood:
         from model.classifier import Classifier
         from model.quality import check

@@ -33,20 +33,55 @@ def comparison_record(path: Path) -> dict:
     return {"report": rec["test"], "tta": rec.get("tta")}
 
 
-def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = ()) -> str:
+def interval(r: dict, key: str) -> str:
+    """"0.873 (0.81-0.92)": a figure with its 95 % interval."""
+    if r.get(key) is None:
+        return "-"
+    ci = r.get(f"{key}_ci95")
+    return f"{r[key]:.3f} ({ci[0]:.2f}-{ci[1]:.2f})" if ci else f"{r[key]:.3f}"
+
+
+def photo_type_rows(by_type: dict) -> list[str]:
+    """One row per photo type: the figures a user of that kind of photo meets (training/evaluate.photo_type_report)."""
+    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma AUC | cancers flagged "
+           "(moderate or high) | benign lesions called high | lesions refused | plain skin called no lesion | photo type recognised |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in by_type.items():
+        out.append(f"| {name} | {r['n']} ({r['lesions_patients']}) | {interval(r, 'malignant_auc')} | {interval(r, 'melanoma_auc')} | "
+                   f"{interval(r, 'sensitivity_malignant_flagged')} | {interval(r, 'benign_called_high')} | "
+                   f"{interval(r, 'lesions_refused')} | {interval(r, 'no_lesion_recall')} | {pct(r.get('photo_type_accuracy'))} |")
+    return out
+
+
+def leave_source_out_rows(record: dict) -> list[str]:
+    out = ["| recipe | melanoma AUC, test split of the training sources | melanoma AUC, held-out source | drop | "
+           "malignant AUC, training sources | malignant AUC, held-out source | drop |", "|---|---|---|---|---|---|---|"]
+    for name, r in record.items():
+        a, b = r["in_source_test"], r["held_out"]
+        out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} | {r['melanoma_auc_drop']:.3f} | "
+                   f"{interval(a, 'malignant_auc')} | {interval(b, 'malignant_auc')} | {r['malignant_auc_drop']:.3f} |")
+    return out
+
+
+def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = (), leave_source_out: Path | None = None) -> str:
     c = read_config(weights)
     test = c["metrics"]["test"]
     rep = test["report"]
     d, t = c.get("data", {}), c.get("training", {})
-    out = [f"**Data.** {d.get('rows', '?')} images of `{d.get('source', '?')}` (HAM10000 and ISIC archive dermoscopy, plus "
-           f"lesion-free skin patches), split {d.get('split_rule', '')}: "
-           + ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items()) + ".",
+    folders = d.get("folders", {"dermoscopic": [d.get("source", "?")]})
+    hidden = "; ".join(f"{', '.join(v)} in {k}" for k, v in d.get("hidden_metadata", {}).items())
+    out = [f"**Data.** {d.get('rows', '?')} images: dermoscopy from " + ", ".join(f"`{f}`" for f in folders.get("dermoscopic", []))
+           + " (HAM10000 and ISIC archive, plus lesion-free skin patches)"
+           + (", phone photos from " + ", ".join(f"`{f}`" for f in folders["clinical"]) + " (PAD-UFES-20, plus plain-skin "
+              "crops cut from their corners by `python -m training.skin_crops`)" if folders.get("clinical") else "")
+           + f"; split {d.get('split_rule', '')}: " + ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items()) + "."
+           + (f" Metadata whose missingness follows the label is hidden, in training and evaluation: {hidden}." if hidden else ""),
            "",
            f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, seed {t.get('seed')}, "
            f"{round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} (torch {t.get('torch')}); best epoch "
-           f"{t.get('best_epoch')} by validation macro AUC. Input {c['preprocessing']['input_size']} px, centre square crop.",
+           f"{t.get('best_epoch')} by validation score. Input {c['preprocessing']['input_size']} px, centre square crop.",
            "",
-           f"**Test split** ({test['n']} images, never used to choose anything):",
+           f"**Dermoscopy test split** ({test['n']} images, never used to choose anything):",
            "",
            "| model | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
            "|---|---|---|---|---|---|---|"]
@@ -61,9 +96,19 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
         out.append(row(name, other["report"]))
         if other.get("tta"):
             out.append(row(f"{name}, 4-flip test-time augmentation", other["tta"]))
-    out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata, distilled**", rep))
+    out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata**", rep))
     if "tta" in test:
         out.append(row("shipped, 4-flip test-time augmentation", test["tta"]))
+    if test.get("by_photo_type"):
+        out += ["", "**By photo type** (test split, answered exactly as the app answers: photo type, per-type temperature, "
+                    "thresholds and gate; 95 % intervals from 1,000 resamples of lesions, or patients for phone photos):", ""]
+        out += photo_type_rows(test["by_photo_type"])
+    if leave_source_out:
+        record = json.loads(Path(leave_source_out).read_text())
+        source = next(iter(record.values()))["held_out_source"]
+        out += ["", f"**Leave-source-out** (the {source} images kept out of training and validation, then tested on; "
+                    "a short protocol, the same for each recipe: `python -m training.leave_source_out`):", ""]
+        out += leave_source_out_rows(record)
     ablation, m = c["metrics"].get("metadata_ablation"), test.get("metadata")
     if ablation:
         out += ["", f"**Metadata** (the {ablation['rows']} test rows that have age, sex and site; `python -m training.metadata_ablation`):",
@@ -113,5 +158,7 @@ if __name__ == "__main__":
     p.add_argument("--teacher", action="append", default=[], help="a teacher.json to add as a row (repeatable)")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
                    help="a row for another weights folder evaluated on the same split (repeatable)")
+    p.add_argument("--leave-source-out", default=None, help="record of training.leave_source_out")
     a = p.parse_args()
-    print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)]))
+    print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)],
+               a.leave_source_out))

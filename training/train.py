@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -107,6 +108,18 @@ class Teacher:
         mu, sd = feats[train_mask].mean(0), feats[train_mask].std(0) + 1e-6
         self.probs = torch.from_numpy(z["probs"][order].astype(np.float32))
         self.features = torch.from_numpy((feats - mu) / sd)
+
+
+def hold_out(df, split, source: str, run: Path):
+    """Leave-source-out: every row of one source goes to the split "held_out" (neither trained on nor used to
+    choose anything), and the run's split.csv says so; `training.evaluate --split-name held_out` tests on it."""
+    held = (df["source_group"] == source).to_numpy()
+    if not held.any():
+        raise SystemExit(f"--hold-out-source {source!r} matches no row; sources: {sorted(df['source_group'].unique())}")
+    split = split.where(~held, "held_out")
+    pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(run / "split.csv", index=False)
+    print(f"held out {int(held.sum())} images of {source!r}")
+    return split
 
 
 def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank):
@@ -197,6 +210,8 @@ def main(args):
             (run / "split.csv").write_bytes((Path(args.split_from) / "split.csv").read_bytes())
         split = load_or_make_split(df, run, args.seed, extend=True)
         print(f"metadata hidden as a label shortcut: {df.attrs['hidden_metadata'] or 'none'}")
+        if args.hold_out_source:
+            split = hold_out(df, split, args.hold_out_source, run)
     if world > 1:
         dist.barrier()
     if rank != 0:
@@ -256,7 +271,6 @@ def main(args):
         start, best_auc = ck["epoch"] + 1, ck["best_auc"]
         summary = run / "summary.csv"
         if summary.is_file():  # drop rows of epochs after the checkpoint (a kill between the two writes)
-            import pandas as pd
             s = pd.read_csv(summary)
             s[s["epoch"] < start].to_csv(summary, index=False)
         print(f"resumed from {ckpt_path}: epoch {start} of {args.epochs}")
@@ -311,6 +325,7 @@ def get_args_parser():
     p.add_argument("--clinical-data", nargs="*", default=[], help="folder(s) of clinical (phone) photos, same format")
     p.add_argument("--clinical-repeat", type=int, default=4, help="times each phone photo appears per epoch")
     p.add_argument("--samples-per-epoch", type=int, default=0, help="images drawn per epoch (0 = all, each once)")
+    p.add_argument("--hold-out-source", default=None, help="leave-source-out: keep this source_group (e.g. 'ISIC archive') out of training")
     p.add_argument("--restyle", type=float, default=0.0, help="chance of making a dermoscopic training image look like a phone photo")
     p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
     p.add_argument("--split-from", default=None, help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
