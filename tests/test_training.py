@@ -219,7 +219,8 @@ def _phone_fixture(fixture_data: Path, folder: Path) -> Path:
     df = pd.read_csv(fixture_data / "metadata.csv", dtype=str, keep_default_na=False)
     folder.mkdir()
     (folder / "images").symlink_to(fixture_data / "images")
-    df.assign(image_id="phone_" + df["image_id"], lesion_id="P_" + df["lesion_id"]).to_csv(folder / "metadata.csv", index=False)
+    df.assign(image_id="phone_" + df["image_id"], lesion_id="P_" + df["lesion_id"],
+              source="PAD-UFES-20 smartphone photo").to_csv(folder / "metadata.csv", index=False)
     return folder
 
 
@@ -243,3 +244,23 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     clf = load_classifier(run / "weights")
     r = clf.predict(phone / "images" / pd.read_csv(phone / "metadata.csv")["file"][0].split("/")[-1], age=40)
     assert r.photo_type in ("dermoscopic", "clinical")
+    from training.model_card import card, summary
+    text = summary(run / "weights")
+    assert "| test split | dermoscopy (" in text and "phone photos (" in text
+    assert "**By photo type**" in card(run / "weights") and "**Clinical photos** have their own temperature" in card(run / "weights")
+
+
+def test_leave_source_out(fixture_data, tmp_path):
+    """A source held out is neither trained on nor validated on, and is tested on as a split of its own."""
+    from conftest import train_args
+    from training.leave_source_out import compare
+    from training.train import main
+    phone = _phone_fixture(fixture_data, tmp_path / "phone")
+    run = tmp_path / "lso"
+    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--hold-out-source", "PAD-UFES-20", "--no-finalize"))
+    split = pd.read_csv(run / "split.csv")
+    held = split["image_id"].str.startswith("phone_")
+    assert (split.loc[held, "split"] == "held_out").all() and (split.loc[~held, "split"] != "held_out").all()
+    record = compare(run, [fixture_data], [phone])
+    assert record["held_out"]["n"] == held.sum() and record["in_source_test"]["n"] == (split["split"] == "test").sum()
+    assert record["melanoma_auc_drop"] == pytest.approx(record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"])

@@ -181,12 +181,13 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     return sections, ood
 
 
-def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None):
+def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test."""
     model, config, _ = load_model(run / "best")
     from model.checkpoint import metadata_spec
     sections, ood = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
-    command = "python -m training.train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("train.py") else None
+    if command is None and sys.argv[0].endswith("train.py"):
+        command = "python -m training.train " + " ".join(sys.argv[1:])
     folders = {"dermoscopic": [str(d) for d in args.data], "clinical": [str(d) for d in getattr(args, "clinical_data", [])]}
     config.update(
         **sections,
@@ -221,7 +222,9 @@ def main(args):
     split = df["image_id"].map(split).rename("split")
     cache = load_images(df["path"], train_args.cache_size or max(train_args.size, 224))
     summary = pd.read_csv(run / "summary.csv")
-    finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()))
+    from training.train import command_line
+    finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),
+             command=f"{command_line(vars(train_args))}; python -m training.calibrate --run {run}")
 
 
 def get_args_parser():

@@ -111,8 +111,10 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
     every = every[every["image_id"].map(split) == split_name].reset_index(drop=True)
     if every.empty:
         raise SystemExit(f"no {split_name} rows: is the split file made for this data?")
-    # the dermoscopy figures as before: the test split of the dermoscopic folders
+    # the main report: the dermoscopic rows (all rows when the split holds none, e.g. a held-out phone source)
     df = every[every["photo_type"] == PHOTO_TYPES[0]].reset_index(drop=True)
+    if df.empty:
+        df = every
     y = df["label"].values
     t = config.get("calibration", {}).get("temperature", 1.0)
     feats, logits = run_model(model, df, pre, spec)

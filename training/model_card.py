@@ -43,7 +43,7 @@ def interval(r: dict, key: str) -> str:
 
 def photo_type_rows(by_type: dict) -> list[str]:
     """One row per photo type: the figures a user of that kind of photo meets (training/evaluate.photo_type_report)."""
-    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma AUC | cancers flagged "
+    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma vs other lesions AUC | cancers flagged "
            "(moderate or high) | benign lesions called high | lesions refused | plain skin called no lesion | photo type recognised |",
            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in by_type.items():
@@ -99,16 +99,6 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
     out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata**", rep))
     if "tta" in test:
         out.append(row("shipped, 4-flip test-time augmentation", test["tta"]))
-    if test.get("by_photo_type"):
-        out += ["", "**By photo type** (test split, answered exactly as the app answers: photo type, per-type temperature, "
-                    "thresholds and gate; 95 % intervals from 1,000 resamples of lesions, or patients for phone photos):", ""]
-        out += photo_type_rows(test["by_photo_type"])
-    if leave_source_out:
-        record = json.loads(Path(leave_source_out).read_text())
-        source = next(iter(record.values()))["held_out_source"]
-        out += ["", f"**Leave-source-out** (the {source} images kept out of training and validation, then tested on; "
-                    "a short protocol, the same for each recipe: `python -m training.leave_source_out`):", ""]
-        out += leave_source_out_rows(record)
     ablation, m = c["metrics"].get("metadata_ablation"), test.get("metadata")
     if ablation:
         out += ["", f"**Metadata** (the {ablation['rows']} test rows that have age, sex and site; `python -m training.metadata_ablation`):",
@@ -121,6 +111,16 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
     elif m:
         out.append(row(f"the same, only the {m['rows_with_metadata']} test rows with age, sex and site", m["with_metadata"]))
         out.append(row("those rows with the metadata hidden (image only)", m["metadata_hidden"]))
+    if test.get("by_photo_type"):
+        out += ["", "**By photo type** (test split, answered exactly as the app answers: photo type, per-type temperature, "
+                    "thresholds and gate; 95 % intervals from 1,000 resamples of lesions, or patients for phone photos):", ""]
+        out += photo_type_rows(test["by_photo_type"])
+    if leave_source_out:
+        record = json.loads(Path(leave_source_out).read_text())
+        source = next(iter(record.values()))["held_out_source"]
+        out += ["", f"**Leave-source-out** (the {source} images kept out of training and validation, then tested on; "
+                    "a short protocol, the same for each recipe: `python -m training.leave_source_out`):", ""]
+        out += leave_source_out_rows(record)
     out += ["",
             f"95 % bootstrap intervals (1,000 resamples): melanoma AUC {pct(rep['melanoma_auc_ci95'][0])}-{pct(rep['melanoma_auc_ci95'][1])}, "
             f"malignant AUC {pct(rep['malignant_auc_ci95'][0])}-{pct(rep['malignant_auc_ci95'][1])}.",
@@ -140,6 +140,14 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
     out += ["", f"Risk levels: **high** when the melanoma probability >= {th.get('melanoma_high', 0):.3f} or the malignant one >= "
                 f"{th.get('malignant_high', 0):.3f} (validation specificity 0.95); **moderate** at the operating points above; "
                 f"**uncertain** when no class reaches {th.get('uncertain_max_prob', 0.5)}; otherwise **low**."]
+    for name, th_type in th.get("by_photo_type", {}).items():
+        cal = c["calibration"].get("by_photo_type", {}).get(name, {})
+        out += ["", f"**{name.capitalize()} photos** have their own temperature ({cal.get('temperature', 0):.3f}) and thresholds, "
+                    f"fitted on their validation rows: moderate when the malignant probability >= {th_type.get('malignant', 0):.3f} "
+                    f"(sensitivity 0.90), high when it is >= {th_type.get('malignant_high', 0):.3f} or the melanoma one >= "
+                    f"{th_type.get('melanoma_high', 0):.3f} (specificity 0.95); the melanoma \"have it checked\" threshold is that of "
+                    f"dermoscopy, as their validation rows hold too few melanomas to choose one. The photo-type head's answer "
+                    f"picks which set applies."]
     ood, oos = test.get("ood"), c["metrics"].get("out_of_scope")
     if ood:
         out += ["", f"**Out-of-scope gate.** {c['ood']['method']}; threshold {c['ood']['threshold']:.3f} (99th percentile on the "
@@ -152,6 +160,32 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
     return "\n".join(out)
 
 
+def summary(weights: Path, leave_source_out: Path | None = None) -> str:
+    """The README's short model card: the figures per photo type, and the leave-source-out drop."""
+    c = read_config(weights)
+    test = c["metrics"]["test"]
+    by_type = test["by_photo_type"]
+    names = {"dermoscopic": "dermoscopy", "clinical": "phone photos"}
+    rows = [("malignant vs benign AUC", "malignant_auc"), ("melanoma vs other lesions AUC", "melanoma_auc"),
+            ("cancers flagged (moderate or high risk)", "sensitivity_malignant_flagged"),
+            ("benign lesions called high risk", "benign_called_high"), ("benign lesions flagged", "benign_flagged"),
+            ("lesions refused as out of scope", "lesions_refused"), ("plain skin called no lesion", "no_lesion_recall")]
+    out = ["| test split | " + " | ".join(f"{names.get(n, n)} ({r['n']} images, {r['lesions_patients']} "
+                                         f"{'patients' if n == 'clinical' else 'lesions'})" for n, r in by_type.items()) + " |",
+           "|---|" + "---|" * len(by_type)]
+    out += [f"| {label} | " + " | ".join(interval(r, key) for r in by_type.values()) + " |" for label, key in rows]
+    out.append("| photo type recognised | " + " | ".join(pct(r.get("photo_type_accuracy")) for r in by_type.values()) + " |")
+    oos = c["metrics"].get("out_of_scope")
+    if oos:
+        out += ["", f"Pictures that are not skin refused: {oos['refused']} of {oos['images']}."]
+    if leave_source_out:
+        record = json.loads(Path(leave_source_out).read_text())
+        source = next(iter(record.values()))["held_out_source"]
+        out += ["", f"Leave-source-out (the {source} images kept out of training, a short run per recipe):", ""]
+        out += leave_source_out_rows(record)
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="weights")
@@ -159,6 +193,10 @@ if __name__ == "__main__":
     p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
                    help="a row for another weights folder evaluated on the same split (repeatable)")
     p.add_argument("--leave-source-out", default=None, help="record of training.leave_source_out")
+    p.add_argument("--summary", action="store_true", help="print the README's short model card instead")
     a = p.parse_args()
-    print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)],
-               a.leave_source_out))
+    if a.summary:
+        print(summary(Path(a.weights), a.leave_source_out))
+    else:
+        print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)],
+                   a.leave_source_out))

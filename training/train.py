@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -317,6 +318,23 @@ def main(args):
         finalize(run, args, df, split, cache, seconds=time.time() - t_start)
     if world > 1:
         dist.destroy_process_group()
+
+
+def command_line(args: dict) -> str:
+    """The training command that gives these arguments (the ones that differ from the defaults)."""
+    defaults = vars(get_args_parser().parse_args(["--data", "DATA"]))
+    parts = ["python -m training.train"]
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "resume" or (key in defaults and value == defaults[key]):
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts.append(" ".join([flag, *map(shlex.quote, map(str, value))]))
+        else:
+            parts.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
 def get_args_parser():
