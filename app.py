@@ -152,7 +152,7 @@ def about_model(config: dict) -> str:
     lines = []
     report = config.get("metrics", {}).get("test", {}).get("report", {})
     if report:
-        lines.append(f"### Results on the held-out test split ({report.get('n', '?')} images)")
+        lines.append(f"### Dermoscopy: results on the held-out test split ({report.get('n', '?')} images)")
         labels = {"macro_auc": "Macro AUC (4 classes)", "melanoma_auc": "Melanoma AUC",
                   "melanoma_auc_ci95": "Melanoma AUC, 95% CI", "malignant_auc": "Malignant (any cancer) AUC",
                   "malignant_auc_ci95": "Malignant AUC, 95% CI", "balanced_accuracy": "Balanced accuracy",
@@ -180,6 +180,14 @@ def about_model(config: dict) -> str:
                          f"{cell('sensitivity_malignant_flagged')} | {cell('benign_called_high')} | {fmt(r.get('photo_type_accuracy', '-'))} |")
         lines.append("\nPhone photos are few in the training data (446, one clinic in Brazil, 24 melanomas, mostly light skin), "
                      "so their figures have wide intervals.")
+    lso = config.get("metrics", {}).get("leave_source_out", {})
+    if lso:
+        source = next(iter(lso.values()))["held_out_source"]
+        lines += ["", f"### A collection it never saw (trained without the {source} images, then tested on them)",
+                  "| Recipe | Melanoma AUC, own collections | Melanoma AUC, unseen collection | Drop |", "|---|---|---|---|"]
+        lines += [f"| {name} | {fmt(r['melanoma_auc_in_source'])} | {fmt(r['melanoma_auc_held_out'])} | {fmt(r['melanoma_auc_drop'])} |"
+                  for name, r in lso.items()]
+        lines.append("\nExpect lower figures on photos from clinics and cameras the model never saw.")
     data = config.get("data", {})
     if data:
         lines += ["", "### Data"]

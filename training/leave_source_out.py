@@ -5,7 +5,7 @@ show this; an unseen clinic does.
     python -m training.train ... --hold-out-source "ISIC archive" --output runs/lso-new --no-finalize
     python -m training.leave_source_out --run "new recipe=runs/lso-new" --run "current recipe=runs/lso-current" \
         --data ../shared/data/skin-lesions --clinical-data ../shared/data/skin-photos runs/phone-skin \
-        --out weights/comparison/leave_source_out.json
+        --out weights/comparison/leave_source_out.json --weights weights/
 
 Each run's best epoch (chosen on validation, which holds no row of the held-out source) is evaluated on the
 test split of the other sources and on every row of the held-out one; the record keeps both reports and the
@@ -38,6 +38,14 @@ def main(args):
     print(json.dumps({n: {k: v for k, v in r.items() if k != "args"} for n, r in record.items()}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    if args.weights:  # the drop beside the shipped figures, where the app's "About the model" reads them
+        from model.checkpoint import read_config, write_config
+        config = read_config(args.weights)
+        config.setdefault("metrics", {})["leave_source_out"] = {
+            name: {"held_out_source": r["held_out_source"], "melanoma_auc_in_source": r["in_source_test"]["melanoma_auc"],
+                   "melanoma_auc_held_out": r["held_out"]["melanoma_auc"], "melanoma_auc_drop": r["melanoma_auc_drop"]}
+            for name, r in record.items()}
+        write_config(args.weights, config)
 
 
 def get_args_parser():
@@ -46,6 +54,7 @@ def get_args_parser():
     p.add_argument("--data", required=True, nargs="+")
     p.add_argument("--clinical-data", nargs="*", default=[])
     p.add_argument("--out", default=None, help="JSON record to write (e.g. weights/comparison/leave_source_out.json)")
+    p.add_argument("--weights", default=None, help="also add the drops to this weights folder's config.json")
     return p
 
 
