@@ -84,22 +84,6 @@ def ood_distance(feats: np.ndarray, ood: dict) -> np.ndarray:
     return np.sqrt(d.min(1) / z.shape[1])
 
 
-def fit_cheap_checks(paths) -> dict:
-    """Limits of the gate's cheap checks from the validation images: the skin-coloured share at its 1st percentile,
-    the sharpness (pixel noise) at its 99.5th, so each refuses about 1 % or 0.5 % of real lesions."""
-    from model.image import open_image
-    from model.quality import check
-    q = [check(open_image(p)) for p in paths]
-    return {"skin_fraction_min": float(np.quantile([x.skin_fraction for x in q], 0.01)),
-            "sharpness_max": float(np.quantile([x.sharpness for x in q], 0.995))}
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
-
-
 def fit_thresholds(y, p, base: dict | None = None) -> dict:
     """Operating points on validation rows: "have it checked" at sensitivity 0.90, "see a dermatologist soon"
     at specificity 0.95. With `base` (the dermoscopy thresholds) only what the rows can support is fitted:
