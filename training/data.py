@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
 from model.checkpoint import CLASSES
-from model.image import ImageError, center_square, open_image
+from model.image import center_square, open_image
 from model.metadata import MetadataSpec
 
 CLASS_IDS = [c["id"] for c in CLASSES]

@@ -14,9 +14,7 @@ import csv
 import json
 import math
 import os
-import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -262,7 +260,7 @@ def main(args):
         optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
     class_w = torch.from_numpy(class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))).to(device)
 
-    start, best_auc, history = 0, -1.0, []
+    start, best_auc = 0, -1.0
     ckpt_path = run / "checkpoint.pt"
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
