@@ -132,12 +132,23 @@ def hide_shortcuts(df: pd.DataFrame, gap: float = MISSINGNESS_GAP) -> pd.DataFra
     return df
 
 
+def lesion_groups(df: pd.DataFrame) -> pd.Series:
+    """The unit a split keeps on one side (and an interval resamples): the lesion, or the patient for phone
+    photos; a row without a lesion_id is a lesion of its own."""
+    return df["lesion_id"].where(df["lesion_id"] != "", "img:" + df["image_id"])
+
+
+def write_split(df: pd.DataFrame, split: pd.Series, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(path, index=False)
+
+
 def make_split(df: pd.DataFrame, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> pd.Series:
     """train/val/test per row, by lesion (rows without lesion_id are lesions of their own), stratified.
 
     A lesion's stratum is its most serious diagnosis (lesion-free patches follow the lesion they came from).
     """
-    group = df["lesion_id"].where(df["lesion_id"] != "", "img:" + df["image_id"])
+    group = lesion_groups(df)
     order = {CLASS_IDS.index(c): rank for rank, c in enumerate(["melanoma", "other_cancer", "benign", "no_lesion"])}
     stratum = df.groupby(group)["label"].agg(lambda s: min(s, key=order.__getitem__))
     rng = random.Random(seed)
@@ -164,7 +175,7 @@ def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int, extend: bool 
         new = split.isna()
         if not new.any():
             return split
-        group = df["lesion_id"].where(df["lesion_id"] != "", "img:" + df["image_id"])
+        group = lesion_groups(df)
         if not extend or group[new].isin(group[~new]).any():
             raise DataError(f"{path} does not cover {int(new.sum())} image(s) of the data; "
                             "use the data it was made for, or a new run folder.")
@@ -172,8 +183,7 @@ def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int, extend: bool 
         print(f"{path}: {int(new.sum())} new image(s) split by the same rule: {split[new].value_counts().to_dict()}")
     else:
         split = make_split(df, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(path, index=False)
+    write_split(df, split, path)
     return split
 
 
@@ -225,6 +235,6 @@ class SkinDataset(Dataset):
                       for v in (r["age_value"], r["sex_value"], r["site_value"])]
             meta = torch.tensor(self.spec.encode(*fields), dtype=torch.float32)
         image, photo_type = self.images[i], self.photo_types[i]
-        if self.restyle is not None and photo_type == 0 and random.random() < self.p_restyle:
+        if self.restyle is not None and photo_type == PHOTO_TYPES.index("dermoscopic") and random.random() < self.p_restyle:
             image, photo_type = self.restyle(image), torch.tensor(IGNORE)
         return self.transform(image), meta, self.labels[i], photo_type, i

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from model.checkpoint import CLASSES, save_weights
 from model.metadata import MetadataSpec
 from model.network import ModelArgs, SkinLesionNet
-from training.data import IGNORE, PHOTO_TYPES, SkinDataset, load_images, load_or_make_split, read_sources
+from training.data import (IGNORE, PHOTO_TYPES, SPLIT_FILE, SkinDataset, load_images, load_or_make_split, read_sources,
+                           write_split)
 from training.metrics import class_weights, classification_report
 
 
@@ -116,7 +117,7 @@ def hold_out(df, split, source: str, run: Path):
     if not held.any():
         raise SystemExit(f"--hold-out-source {source!r} matches no row; sources: {sorted(df['source_group'].unique())}")
     split = split.where(~held, "held_out")
-    pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(run / "split.csv", index=False)
+    write_split(df, split, run / SPLIT_FILE)
     print(f"held out {int(held.sum())} images of {source!r}")
     return split
 
