@@ -21,11 +21,13 @@ from PIL import Image, ImageFilter
 from skimage.filters import threshold_otsu
 from skimage.measure import label, regionprops
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from model import load_classifier, open_image  # noqa: E402
-from model.image import center_square  # noqa: E402
+# `python benchmarks/heatmap_check.py` puts benchmarks/ on the path, not the repository root that holds model/
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from model import load_classifier, open_image
+from model.image import center_square
+
+ROOT = Path(__file__).resolve().parent.parent
 MASK_SIZE = 160  # pixels a side of the square the mask is computed on
 
 
@@ -36,7 +38,8 @@ def lesion_mask(img: Image.Image) -> np.ndarray:
     regions = sorted(regionprops(dark), key=lambda r: r.area, reverse=True)
     if not regions:
         return np.zeros_like(g, bool)
-    inner = [r for r in regions if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < MASK_SIZE and r.bbox[3] < MASK_SIZE]
+    inner = [r for r in regions
+             if r.bbox[0] > 0 and r.bbox[1] > 0 and r.bbox[2] < MASK_SIZE and r.bbox[3] < MASK_SIZE]
     return dark == (inner or regions)[0].label
 
 
@@ -47,11 +50,17 @@ def cell_shares(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.array([[mask[np.ix_(r, c)].mean() for c in cols] for r in rows])
 
 
-def main(args) -> dict:
+def test_lesions(weights: Path, data: Path) -> pd.DataFrame:
+    """The metadata rows of the test split's lesions (weights/split.csv), lesion-free patches left out."""
+    split = pd.read_csv(weights / "split.csv", dtype=str)
+    meta = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    in_test = meta["image_id"].isin(split.loc[split["split"] == "test", "image_id"])
+    return meta[in_test & (meta["label4"] != "no_lesion")]
+
+
+def main(args: argparse.Namespace) -> dict:
     clf = load_classifier(args.weights)
-    split = pd.read_csv(Path(args.weights) / "split.csv", dtype=str)
-    meta = pd.read_csv(Path(args.data) / "metadata.csv", dtype=str, keep_default_na=False)
-    test = meta[meta["image_id"].isin(split.loc[split["split"] == "test", "image_id"]) & (meta["label4"] != "no_lesion")]
+    test = test_lesions(Path(args.weights), Path(args.data))
     sample = test.sort_values("image_id").sample(min(args.n, len(test)), random_state=args.seed)
     hits, centre, chance, skipped = [], [], [], 0
     for r in sample.itertuples():
@@ -76,11 +85,15 @@ def main(args) -> dict:
     return out
 
 
-if __name__ == "__main__":
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=200, help="test-split lesions to sample")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "skin-lesions"))
     p.add_argument("--weights", default=str(ROOT / "weights"))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "heatmap_check.json")
-    main(p.parse_args())
+    return p
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -4,8 +4,8 @@
     python benchmarks/load_test.py --clients 4 --per-client 2 --overload 48 --requests 20   # a quick look
     python benchmarks/load_test.py --same-file --clients 16 --per-client 8 --overload 0 --requests 0 --upload-seconds 5
 
-It starts `python app.py` on a free port in a subprocess (with its own GRADIO_TEMP_DIR), waits until it answers,
-and talks to it only through gradio_client, as any API user would. Three parts:
+It starts `python app.py` on a free port in a subprocess (with its own GRADIO_TEMP_DIR; benchmarks/app_process.py),
+waits until it answers, and talks to it only through gradio_client, as any API user would. Three parts:
 
   throughput  N clients in parallel, each sending M example photos one after another: answered / failed,
               p50 / p95 latency, requests per second.
@@ -25,8 +25,6 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,15 +34,16 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-import numpy as np
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, TooManyRequestsError
 
-try:
-    import psutil
-except ImportError:  # optional: /proc serves on Linux
-    psutil = None
+# `python benchmarks/load_test.py` puts benchmarks/ on the path, not the repository root that holds the package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.app_process import AppDidNotStart, RunningApp, running_app, tail
+from benchmarks.memory import rss_mb
+from benchmarks.timing import latency_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.jpg"))
@@ -52,57 +51,7 @@ ARGS = (55, "male", None)  # age, sex, site: the same for every request
 REQUEST_TIMEOUT_S = 600    # queue wait included; a request that takes longer counts as failed, the run goes on
 
 
-# ---- the app in a subprocess ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(port: int, temp_dir: Path, log_path: Path, script: Path = ROOT / "app.py",
-              upload_seconds: int | None = None) -> subprocess.Popen:
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_TEMP_DIR=str(temp_dir), GRADIO_ANALYTICS_ENABLED="False")
-    if upload_seconds is not None:
-        env["SKINLESION_UPLOAD_SECONDS"] = str(upload_seconds)
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_until_up(url: str, app: subprocess.Popen, log_path: Path, timeout: float) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if app.poll() is not None:
-            sys.exit(f"app.py exited with code {app.returncode} before answering:\n{tail(log_path)}")
-        try:
-            if httpx.get(url + "/config", timeout=2).status_code == 200:
-                return time.perf_counter() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"app.py did not answer within {timeout:.0f} s:\n{tail(log_path)}")
-
-
-def stop_app(app: subprocess.Popen) -> None:
-    app.terminate()
-    try:
-        app.wait(15)
-    except subprocess.TimeoutExpired:
-        app.kill()
-        app.wait()
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def rss_mb(pid: int) -> float:
-    if psutil is not None:
-        return psutil.Process(pid).memory_info().rss / 2**20
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
-
+# ---- the app's upload folder ----------------------------------------------------------------------------
 
 def files_in(folder: Path) -> set[str]:
     return {str(p) for p in folder.rglob("*") if p.is_file()}
@@ -163,10 +112,11 @@ class Tally:
             self.messages.setdefault(kind, f"{type(error).__name__}: {str(error)[:200]}")
 
 
-def timed(tally: Tally, fn) -> None:
+def timed(tally: Tally, fn, *args) -> None:
+    """Call fn(*args) and record its time and outcome in `tally`."""
     start = time.perf_counter()
     try:
-        fn()
+        fn(*args)
     except Exception as e:  # every outcome is counted, none stops the run
         tally.record(time.perf_counter() - start, e)
     else:
@@ -175,13 +125,6 @@ def timed(tally: Tally, fn) -> None:
 
 def predict(c: Client, image: str):
     return c.submit(handle_file(image), *ARGS, api_name="/predict").result(timeout=REQUEST_TIMEOUT_S)
-
-
-def latency_summary(latencies: list[float]) -> dict:
-    if not latencies:
-        return {"p50_s": None, "p95_s": None, "max_s": None}
-    p50, p95 = np.percentile(latencies, [50, 95])
-    return {"p50_s": round(float(p50), 3), "p95_s": round(float(p95), 3), "max_s": round(max(latencies), 3)}
 
 
 # ---- the three parts ------------------------------------------------------------------------------------
@@ -194,7 +137,7 @@ def throughput(url: str, clients: int, per_client: int, images: list[str] = EXAM
 
     def run(i: int):
         for j in range(per_client):
-            timed(tally, lambda: predict(conns[i], images[(i + j) % len(images)]))
+            timed(tally, predict, conns[i], images[(i + j) % len(images)])
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -226,8 +169,7 @@ def overload(url: str, n: int, connections: int = 4) -> dict:
     watcher.start()
     start = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:  # every request is in flight at once
-        list(pool.map(lambda i: timed(tally, lambda: predict(conns[i % connections], EXAMPLES[i % len(EXAMPLES)])),
-                      range(n)))
+        list(pool.map(lambda i: timed(tally, predict, conns[i % connections], EXAMPLES[i % len(EXAMPLES)]), range(n)))
     wall = time.perf_counter() - start
     done.set()
     watcher.join()
@@ -235,7 +177,7 @@ def overload(url: str, n: int, connections: int = 4) -> dict:
         c.close()
     after = Tally()  # does the app still answer?
     with closing(client(url)) as c:
-        timed(after, lambda: predict(c, EXAMPLES[0]))
+        timed(after, predict, c, EXAMPLES[0])
     return {"requests": n, **tally.counts, **latency_summary(tally.latencies), "wall_s": round(wall, 2),
             "max_queue_size": max(sizes, default=None), "answers_afterwards": after.counts["answered"] == 1,
             "errors": tally.messages}
@@ -246,45 +188,57 @@ def memory(url: str, pid: int, requests: int, warmup: int = 5) -> dict:
     tally = Tally()
     with closing(client(url)) as c:
         for i in range(warmup):
-            timed(Tally(), lambda: predict(c, EXAMPLES[i % len(EXAMPLES)]))
+            timed(Tally(), predict, c, EXAMPLES[i % len(EXAMPLES)])
         before = rss_mb(pid)
         samples = [round(before, 1)]
         for i in range(requests):
-            timed(tally, lambda: predict(c, EXAMPLES[i % len(EXAMPLES)]))
+            timed(tally, predict, c, EXAMPLES[i % len(EXAMPLES)])
             if (i + 1) % max(1, requests // 10) == 0:
                 samples.append(round(rss_mb(pid), 1))
     after = rss_mb(pid)
     return {"requests": requests, "warmup": warmup, **tally.counts, **latency_summary(tally.latencies),
-            "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1), "rss_growth_mb": round(after - before, 1),
-            "rss_samples_mb": samples, "errors": tally.messages}
+            "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+            "rss_growth_mb": round(after - before, 1), "rss_samples_mb": samples, "errors": tally.messages}
 
 
 # ---- report ---------------------------------------------------------------------------------------------
 
+HEADER = ["| Part | Requests | Answered | Busy (queue full) | User error | Server error | Failed "
+          "| p50 s | p95 s | Other |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def table_row(name: str, r: dict, other: str) -> str:
+    return (f"| {name} | {r['requests']} | {r['answered']} | {r['busy']} | {r['user_error']} | {r['server_error']} "
+            f"| {r['failed']} | {r['p50_s']} | {r['p95_s']} | {other} |")
+
+
+def cleanup_note(results: dict) -> str:
+    if "cleanup_s" not in results:
+        return "."
+    if results["cleanup_s"] is None:
+        return "; some uploads outlived the wait."
+    return f"; all uploads deleted {results['cleanup_s']} s after the last answer."
+
+
 def table(results: dict) -> str:
-    rows = ["| Part | Requests | Answered | Busy (queue full) | User error | Server error | Failed | p50 s | p95 s | Other |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-
-    def row(name, r, other):
-        rows.append(f"| {name} | {r['requests']} | {r['answered']} | {r['busy']} | {r['user_error']} | {r['server_error']} "
-                    f"| {r['failed']} | {r['p50_s']} | {r['p95_s']} | {other} |")
-
+    rows = list(HEADER)
     if "throughput" in results:
         r = results["throughput"]
-        row(f"throughput ({r['clients']} clients x {r['per_client']}{', one file' if r['same_file'] else ''})", r,
-            f"{r['requests_per_s']} req/s over {r['wall_s']} s")
+        one_file = ", one file" if r["same_file"] else ""
+        rows.append(table_row(f"throughput ({r['clients']} clients x {r['per_client']}{one_file})", r,
+                              f"{r['requests_per_s']} req/s over {r['wall_s']} s"))
     if "overload" in results:
         r = results["overload"]
-        row("overload (all at once)", r, f"largest queue {r['max_queue_size']}; "
-            f"answers afterwards: {'yes' if r['answers_afterwards'] else 'NO'}")
+        rows.append(table_row("overload (all at once)", r, f"largest queue {r['max_queue_size']}; "
+                              f"answers afterwards: {'yes' if r['answers_afterwards'] else 'NO'}"))
     if "memory" in results:
         r = results["memory"]
-        row("memory (sequential)", r, f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB ({r['rss_growth_mb']:+} MB)")
+        rows.append(table_row("memory (sequential)", r,
+                              f"RSS {r['rss_before_mb']} -> {r['rss_after_mb']} MB ({r['rss_growth_mb']:+} MB)"))
     lines = ["\n".join(rows), "",
              f"App: started in {results['startup_s']} s, RSS {results['rss_idle_mb']} MB idle; files left in its "
-             f"upload folder: {results['upload_files']}"
-             + (f"; all uploads deleted {results['cleanup_s']} s after the last answer." if results.get("cleanup_s") is not None
-                else "; some uploads outlived the wait." if "cleanup_s" in results else ".")]
+             f"upload folder: {results['upload_files']}" + cleanup_note(results)]
     for part in ("throughput", "overload", "memory"):
         for kind, message in results.get(part, {}).get("errors", {}).items():
             lines.append(f"- {part}, first {kind}: {message}")
@@ -308,38 +262,50 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def run_parts(app: RunningApp, args: argparse.Namespace, images: list[str], temp_dir: Path) -> dict:
+    """The parts asked for on the running app, counting the uploads left in its folder after each."""
+    results = {"startup_s": round(app.up_s, 1), "rss_idle_mb": round(rss_mb(app.process.pid), 1)}
+    kept = files_in(temp_dir)  # the examples' copies, made at start-up; they stay
+    upload_files = {"start": 0}
+    if args.clients and args.per_client:
+        print(f"throughput: {args.clients} clients x {args.per_client} requests ...", flush=True)
+        results["throughput"] = throughput(app.url, args.clients, args.per_client, images)
+        upload_files["after_throughput"] = len(files_in(temp_dir) - kept)
+    if args.overload:
+        print(f"overload: {args.overload} requests at once ...", flush=True)
+        results["overload"] = overload(app.url, args.overload)
+        upload_files["after_overload"] = len(files_in(temp_dir) - kept)
+    if args.requests:
+        print(f"memory: {args.requests} sequential requests ...", flush=True)
+        results["memory"] = memory(app.url, app.process.pid, args.requests)
+        upload_files["after_memory"] = len(files_in(temp_dir) - kept)
+    if args.upload_seconds is not None:
+        print(f"waiting for the uploads to be cleaned away (kept {args.upload_seconds} s) ...", flush=True)
+        results["cleanup_s"] = wait_for_cleanup(temp_dir, kept, timeout=2 * args.upload_seconds + 60)
+        upload_files["after_cleanup"] = len(files_in(temp_dir) - kept)
+    results["upload_files"] = upload_files
+    results["app_alive"] = app.process.poll() is None
+    return results
+
+
+def write_json(results: dict, path: Path) -> None:
+    """Written whole or not at all: a temporary file, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def main(args: argparse.Namespace) -> dict:
+    env = {} if args.upload_seconds is None else {"SKINLESION_UPLOAD_SECONDS": str(args.upload_seconds)}
     with tempfile.TemporaryDirectory(prefix="load_test_") as tmp:
         temp_dir, log_path = Path(tmp) / "gradio", args.app_log or Path(tmp) / "app.log"
-        app = start_app(port, temp_dir, log_path, args.app, args.upload_seconds)
         images = [distinct_copy(EXAMPLES[0], Path(tmp))] if args.same_file else EXAMPLES
         try:
-            results = {"startup_s": round(wait_until_up(url, app, log_path, args.start_timeout), 1)}
-            results["rss_idle_mb"] = round(rss_mb(app.pid), 1)
-            kept = files_in(temp_dir)  # the examples' copies, made at start-up; they stay
-            upload_files = {"start": 0}
-            if args.clients and args.per_client:
-                print(f"throughput: {args.clients} clients x {args.per_client} requests ...", flush=True)
-                results["throughput"] = throughput(url, args.clients, args.per_client, images)
-                upload_files["after_throughput"] = len(files_in(temp_dir) - kept)
-            if args.overload:
-                print(f"overload: {args.overload} requests at once ...", flush=True)
-                results["overload"] = overload(url, args.overload)
-                upload_files["after_overload"] = len(files_in(temp_dir) - kept)
-            if args.requests:
-                print(f"memory: {args.requests} sequential requests ...", flush=True)
-                results["memory"] = memory(url, app.pid, args.requests)
-                upload_files["after_memory"] = len(files_in(temp_dir) - kept)
-            if args.upload_seconds is not None:
-                print(f"waiting for the uploads to be cleaned away (kept {args.upload_seconds} s) ...", flush=True)
-                results["cleanup_s"] = wait_for_cleanup(temp_dir, kept, timeout=2 * args.upload_seconds + 60)
-                upload_files["after_cleanup"] = len(files_in(temp_dir) - kept)
-            results["upload_files"] = upload_files
-            results["app_alive"] = app.poll() is None
-        finally:
-            stop_app(app)
+            with running_app([sys.executable, str(args.app)], temp_dir, log_path, env, args.start_timeout) as app:
+                results = run_parts(app, args, images, temp_dir)
+        except AppDidNotStart as e:
+            sys.exit(str(e))
         parts = [results[k] for k in ("throughput", "overload", "memory") if k in results]
         if not results["app_alive"] or any(r["failed"] or r["server_error"] for r in parts):
             print(f"--- the end of the app's output ({log_path}) ---\n{tail(log_path, 40)}\n---")
@@ -348,10 +314,7 @@ def main(args) -> dict:
                           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(table(results))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(results, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    write_json(results, args.out)
     print(f"\nwritten {args.out}")
     return results
 
