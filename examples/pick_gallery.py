@@ -29,7 +29,8 @@ CLASSES = ["melanoma", "other_cancer", "benign", "no_lesion"]
 TRUTH = {
     "MEL": "Melanoma", "BCC": "Basal cell carcinoma (a skin cancer)", "SCC": "Squamous cell carcinoma (a skin cancer)",
     "AKIEC": "Actinic keratosis (precancerous)", "AK": "Actinic keratosis (precancerous)",
-    "ACK": "Actinic keratosis (precancerous)", "NV": "Mole (melanocytic nevus), benign", "NEV": "Mole (melanocytic nevus), benign",
+    "ACK": "Actinic keratosis (precancerous)", "NV": "Mole (melanocytic nevus), benign",
+    "NEV": "Mole (melanocytic nevus), benign",
     "BKL": "Benign keratosis", "SEK": "Seborrheic keratosis, benign", "SK": "Seborrheic keratosis, benign",
     "DF": "Dermatofibroma, benign", "VASC": "Vascular lesion, benign", "NORMAL_SKIN_PATCH": "Plain skin, no lesion",
 }
@@ -45,12 +46,14 @@ def test_rows(meta: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
 
 
 def photo_split(photos: pd.DataFrame, split: pd.Series) -> tuple[pd.Series, str]:
+    """The split of the phone photos by image_id, and where it comes from."""
     if photos["image_id"].isin(split.index).all():
         return split, "weights/split.csv"
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT))  # `python examples/pick_gallery.py` does not put the root, and training/, on the path
     from training.data import CLASS_IDS, make_split
     df = photos.assign(label=photos["label4"].map(CLASS_IDS.index))
-    return pd.Series(make_split(df, seed=0).values, index=photos["image_id"]), "training.data.make_split(seed 0) on the phone photos"
+    own = pd.Series(make_split(df, seed=0).values, index=photos["image_id"])
+    return own, "training.data.make_split(seed 0) on the phone photos"
 
 
 def row(r: pd.Series, kind: str, name: str) -> dict:
