@@ -25,6 +25,9 @@ CLASSES = [
     {"id": "benign", "name": "Benign lesion"},
     {"id": "no_lesion", "name": "No lesion"},
 ]
+CLASS_IDS = [c["id"] for c in CLASSES]
+# each class's index in the network's output, named from the list above (reordering CLASSES keeps them right)
+MEL, OTHER, BENIGN, NO_LESION = (CLASS_IDS.index(c) for c in ("melanoma", "other_cancer", "benign", "no_lesion"))
 
 
 class CheckpointError(RuntimeError):
@@ -59,6 +62,13 @@ def write_config(weights_dir: Path | str, config: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(config, indent=2) + "\n")
     tmp.replace(path)
+
+
+def save_metrics(weights_dir: Path | str, name: str, figures: dict) -> None:
+    """Put figures into config.json's "metrics" section under `name` (the model card and the app read them)."""
+    config = read_config(weights_dir)
+    config.setdefault("metrics", {})[name] = figures
+    write_config(weights_dir, config)
 
 
 def build_model(config: dict) -> SkinLesionNet:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import ood
 from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
@@ -105,17 +106,7 @@ class Classifier:
 
     # ---- outputs --------------------------------------------------------------------------------
     def _distance(self, feats: torch.Tensor) -> torch.Tensor | None:
-        if not self.ood:
-            return None
-        z = (feats.float() - self.ood["mean"]) @ self.ood["projection"].T
-        d = torch.cdist(z, self.ood["centres"]) ** 2
-        return torch.sqrt(d.min(1).values / z.shape[1])
-
-    def scope_ok(self, q, photo_type: str | None = None) -> bool:
-        """The cheap checks of the gate: not flat, enough skin-coloured pixels, not pixel noise (limits in config.json)."""
-        ood = self.fitted("ood", photo_type)
-        return (not q.flat and q.skin_fraction >= ood.get("skin_fraction_min", 0.0)
-                and q.sharpness <= ood.get("sharpness_max", float("inf")))
+        return ood.distance(feats, self.ood) if self.ood else None
 
     def fitted(self, section: str, photo_type: str | None) -> dict:
         """config[section] with the values fitted for this photo type (config[section]["by_photo_type"]) on top."""
@@ -132,8 +123,7 @@ class Classifier:
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        limit = self.fitted("ood", photo_type).get("threshold")
-        in_scope = self.scope_ok(q, photo_type) and (d is None or limit is None or d <= limit)
+        in_scope = ood.in_scope(q, d, self.fitted("ood", photo_type))
         risk = self.risk(probs, photo_type) if in_scope else "out_of_scope"
         return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, photo_type=photo_type,
                           heatmap=heatmap if in_scope else None)

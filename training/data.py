@@ -16,11 +16,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 
-from model.checkpoint import CLASSES
+from model.checkpoint import CLASS_IDS, NO_LESION
 from model.image import center_square, open_image
 from model.metadata import MetadataSpec
 
-CLASS_IDS = [c["id"] for c in CLASSES]
 PHOTO_TYPES = ["dermoscopic", "clinical"]  # the photo-type head's classes, in this order
 REQUIRED = ["image_id", "file", "label4"]
 SPLIT_FILE = "split.csv"
@@ -117,7 +116,7 @@ def hide_shortcuts(df: pd.DataFrame, gap: float = MISSINGNESS_GAP) -> pd.DataFra
     71 % of benign photos and no melanoma) would teach the model "missing means cancer". Such a field is
     hidden (set to unknown) for every row of that source, in training and evaluation alike.
     df.attrs["hidden_metadata"] records what was hidden."""
-    lesions = df[df["label"] != CLASS_IDS.index("no_lesion")]
+    lesions = df[df["label"] != NO_LESION]
     hidden = {}
     for group, rows in lesions.groupby("source_group"):
         for name in METADATA_FIELDS:
@@ -210,15 +209,20 @@ class SkinDataset(Dataset):
     """(image, metadata vector, label, photo-type target, row index). Metadata dropout hides fields so the
     model learns to answer well without them: p_all hides all three at once, p_field each one on its own.
 
+    `images`: the rows' decoded images (load_images), or None to open each from disk as the app does.
+    `hide_metadata` gives every row unknown age, sex and site.
     `restyle` (training only) makes a dermoscopic image look like a phone photo with probability p_restyle;
     such an image is of neither kind, so its photo-type target is IGNORE."""
 
-    def __init__(self, df: pd.DataFrame, images: torch.Tensor, transform, spec: MetadataSpec,
-                 p_all: float = 0.0, p_field: float = 0.0, restyle=None, p_restyle: float = 0.0):
+    def __init__(self, df: pd.DataFrame, images: torch.Tensor | None, transform, spec: MetadataSpec,
+                 p_all: float = 0.0, p_field: float = 0.0, restyle=None, p_restyle: float = 0.0,
+                 hide_metadata: bool = False):
         self.df, self.images, self.transform, self.spec = df.reset_index(drop=True), images, transform, spec
         self.p_all, self.p_field = p_all, p_field
         self.restyle, self.p_restyle = restyle, p_restyle
         self.meta = torch.from_numpy(encode_metadata(self.df, spec))
+        if hide_metadata:
+            self.meta[:] = torch.tensor(spec.unknown())
         self.labels = torch.tensor(self.df["label"].values, dtype=torch.long)
         index = self.df["photo_type_index"] if "photo_type_index" in self.df else pd.Series(0, index=self.df.index)
         self.photo_types = torch.tensor(index.values, dtype=torch.long)
@@ -234,7 +238,8 @@ class SkinDataset(Dataset):
             fields = [None if hide_all or random.random() < self.p_field else v
                       for v in (r["age_value"], r["sex_value"], r["site_value"])]
             meta = torch.tensor(self.spec.encode(*fields), dtype=torch.float32)
-        image, photo_type = self.images[i], self.photo_types[i]
+        image = open_image(self.df["path"][i]) if self.images is None else self.images[i]
+        photo_type = self.photo_types[i]
         if self.restyle is not None and photo_type == PHOTO_TYPES.index("dermoscopic") and random.random() < self.p_restyle:
             image, photo_type = self.restyle(image), torch.tensor(IGNORE)
         return self.transform(image), meta, self.labels[i], photo_type, i

@@ -16,33 +16,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model.checkpoint import CLASSES, load_model, metadata_spec, read_config, write_config
+from model import ood
+from model.checkpoint import BENIGN, CLASSES, MEL, NO_LESION, OTHER, load_model, metadata_spec, save_metrics
+from model.classifier import Classifier
 from model.image import eval_transform, open_image
-from training.calibrate import ood_distance, softmax
-from training.data import PHOTO_TYPES, read_sources
-from training.metrics import (BENIGN, MEL, NO_LESION, OTHER, auc, bootstrap_ci, classification_report, ece,
-                              grouped_interval, malignant_scores, melanoma_scores, roc_points, sens_spec)
+from model.quality import check
+from training.data import PHOTO_TYPES, SkinDataset, read_sources
+from training.fitting import softmax
+from training.inference import Outputs, network_outputs
+from training.metrics import (
+    auc,
+    bootstrap_ci,
+    classification_report,
+    ece,
+    grouped_interval,
+    malignant_scores,
+    melanoma_scores,
+    roc_points,
+    sens_spec,
+)
 
 
-@torch.inference_mode()
-def run_model(model, df, pre, spec, hide_metadata=False, tta=False, batch_size=64):
-    """(features, logits) for the rows of df; tta averages the logits of the 4 flips."""
-    transform = eval_transform(pre)
-    feats, logits = [], []
-    for i in range(0, len(df), batch_size):
-        part = df.iloc[i:i + batch_size]
-        x = torch.stack([transform(open_image(p)) for p in part["path"]])
-        meta = torch.tensor([spec.unknown() if hide_metadata else spec.encode(a, s, t)
-                             for a, s, t in zip(part["age_value"], part["sex_value"], part["site_value"])])
-        f = model.forward_features(x)
-        z = model.forward_head(f, meta)
-        if tta:
-            for dims in ([3], [2], [2, 3]):
-                z = z + model(torch.flip(x, dims), meta)
-            z = z / 4
-        feats.append(f.numpy())
-        logits.append(z.float().numpy())
-    return np.concatenate(feats), np.concatenate(logits)
+def outputs_from_disk(model, df: pd.DataFrame, pre: dict, spec, hide_metadata: bool = False,
+                      tta: bool = False) -> Outputs:
+    """The network over df's images, each opened from disk and transformed as the app does."""
+    return network_outputs(model, SkinDataset(df, None, eval_transform(pre), spec, hide_metadata=hide_metadata),
+                           tta=tta)
 
 
 def summary_line(rep: dict) -> dict:
@@ -100,68 +99,90 @@ def photo_type_report(df: pd.DataFrame, answers: pd.DataFrame) -> dict:
     return out
 
 
-def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str | None = None, summary=None,
-             tta: bool = False, split_name: str = "test") -> dict:
-    weights = Path(weights)
-    model, config, ood = load_model(weights)
-    spec, pre = metadata_spec(config), config["preprocessing"]
+def split_rows(data, clinical_data, spec, split_file: Path, split_name: str) -> pd.DataFrame:
+    """The rows of every folder that the split file puts in split_name."""
     data = [data] if isinstance(data, (str, Path)) else data
     every = read_sources(data, clinical_data, skip_bad_rows=True, spec=spec, check_images=False)
-    split = pd.read_csv(split_file or weights / "split.csv", dtype=str).set_index("image_id")["split"]
+    split = pd.read_csv(split_file, dtype=str).set_index("image_id")["split"]
     every = every[every["image_id"].map(split) == split_name].reset_index(drop=True)
     if every.empty:
         raise SystemExit(f"no {split_name} rows: is the split file made for this data?")
+    return every
+
+
+def main_report(y, logits, t: float, thresholds: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(the report with intervals and operating points, calibrated probabilities, raw probabilities)."""
+    p_raw, p = softmax(logits), softmax(logits / t)
+    rep = classification_report(y, p)
+    rep["ece_before_calibration"] = ece(y, p_raw)
+    rep["melanoma_auc_ci95"] = bootstrap_ci(y, p, melanoma_scores)
+    rep["malignant_auc_ci95"] = bootstrap_ci(y, p, malignant_scores)
+    for name, fn in (("melanoma", melanoma_scores), ("malignant", malignant_scores)):
+        if name in thresholds:
+            sensitivity, specificity = sens_spec(*fn(y, p), thresholds[name])
+            rep[f"{name}_operating_point"] = {"threshold": thresholds[name], "sensitivity": sensitivity,
+                                              "specificity": specificity}
+    return rep, p, p_raw
+
+
+def metadata_report(model, df, pre, spec, p, t: float) -> dict | None:
+    """The rows that have all three fields, answered with them and with them hidden."""
+    has_meta = (df["age_value"].notna() & df["sex_value"].notna() & df["site_value"].notna()).values
+    if not has_meta.any():
+        return None
+    y = df["label"].values[has_meta]
+    hidden = outputs_from_disk(model, df[has_meta], pre, spec, hide_metadata=True).logits
+    return {"rows_with_metadata": int(has_meta.sum()),
+            "with_metadata": summary_line(classification_report(y, p[has_meta])),
+            "metadata_hidden": summary_line(classification_report(y, softmax(hidden / t)))}
+
+
+def ood_report(df, features: np.ndarray, ood_tensors: dict, limits: dict) -> dict:
+    """The out-of-scope gate on dermoscopic test rows, with the dermoscopic limits: what it refuses, and by which test."""
+    y = df["label"].values
+    cheap_ok = np.array([ood.cheap_checks_pass(check(open_image(path)), limits) for path in df["path"]])
+    far = ood.distance(torch.from_numpy(features), ood_tensors).numpy() > limits["threshold"]
+    refused, lesion = far | ~cheap_ok, y != NO_LESION
+    return {"threshold": limits["threshold"],
+            "test_lesions_refused": float(refused[lesion].mean()),
+            "test_lesions_refused_by_distance": float(far[lesion].mean()),
+            "test_lesions_refused_by_cheap_checks": float((~cheap_ok)[lesion].mean()),
+            "test_all_refused": float(refused.mean())}
+
+
+def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str | None = None, summary=None,
+             tta: bool = False, split_name: str = "test") -> dict:
+    weights = Path(weights)
+    model, config, ood_tensors = load_model(weights)
+    spec, pre = metadata_spec(config), config["preprocessing"]
+    every = split_rows(data, clinical_data, spec, Path(split_file or weights / "split.csv"), split_name)
     # the main report: the dermoscopic rows (all rows when the split holds none, e.g. a held-out phone source)
     df = every[every["photo_type"] == PHOTO_TYPES[0]].reset_index(drop=True)
     if df.empty:
         df = every
     y = df["label"].values
     t = config.get("calibration", {}).get("temperature", 1.0)
-    feats, logits = run_model(model, df, pre, spec)
-    p_raw, p = softmax(logits), softmax(logits / t)
-    rep = classification_report(y, p)
-    rep["ece_before_calibration"] = ece(y, p_raw)
-    rep["melanoma_auc_ci95"] = bootstrap_ci(y, p, melanoma_scores)
-    rep["malignant_auc_ci95"] = bootstrap_ci(y, p, malignant_scores)
-    th = config.get("thresholds", {})
-    for name, fn in (("melanoma", melanoma_scores), ("malignant", malignant_scores)):
-        if name in th:
-            sens, spec_ = sens_spec(*fn(y, p), th[name])
-            rep[f"{name}_operating_point"] = {"threshold": th[name], "sensitivity": sens, "specificity": spec_}
+    out = outputs_from_disk(model, df, pre, spec)
+    rep, p, p_raw = main_report(y, out.logits, t, config.get("thresholds", {}))
     results = {"split": split_name, "n": int(len(df)), "temperature": t, "report": rep}
     if tta:
-        results["tta"] = summary_line(classification_report(y, softmax(run_model(model, df, pre, spec, tta=True)[1] / t)))
-    # metadata: the rows that have all three fields, answered with them and with them hidden
-    has_meta = (df["age_value"].notna() & df["sex_value"].notna() & df["site_value"].notna()).values
-    if has_meta.any():
-        _, hidden = run_model(model, df[has_meta], pre, spec, hide_metadata=True)
-        results["metadata"] = {"rows_with_metadata": int(has_meta.sum()),
-                               "with_metadata": summary_line(classification_report(y[has_meta], p[has_meta])),
-                               "metadata_hidden": summary_line(classification_report(y[has_meta], softmax(hidden / t)))}
-    if ood:
-        from model.classifier import Classifier
-        from model.quality import check
-        gate = Classifier(model, config, ood, device="cpu")
-        cheap_ok = np.array([gate.scope_ok(check(open_image(p))) for p in df["path"]])
-        far = ood_distance(feats, ood) > config["ood"]["threshold"]
-        refused = far | ~cheap_ok
-        results["ood"] = {"threshold": config["ood"]["threshold"],
-                          "test_lesions_refused": float(refused[y != NO_LESION].mean()),
-                          "test_lesions_refused_by_distance": float(far[y != NO_LESION].mean()),
-                          "test_lesions_refused_by_cheap_checks": float((~cheap_ok)[y != NO_LESION].mean()),
-                          "test_all_refused": float(refused.mean())}
-    from model.classifier import Classifier
-    answers = as_app_answers(Classifier(model, config, ood, device="cpu"), every)
-    results["by_photo_type"] = {name: photo_type_report(every[every["photo_type"] == name], answers[every["photo_type"] == name])
+        tta_logits = outputs_from_disk(model, df, pre, spec, tta=True).logits
+        results["tta"] = summary_line(classification_report(y, softmax(tta_logits / t)))
+    if (metadata := metadata_report(model, df, pre, spec, p, t)) is not None:
+        results["metadata"] = metadata
+    if ood_tensors:
+        results["ood"] = ood_report(df, out.features, ood_tensors, config["ood"])
+    answers = as_app_answers(Classifier(model, config, ood_tensors, device="cpu"), every)
+    results["by_photo_type"] = {name: photo_type_report(every[every["photo_type"] == name],
+                                                        answers[every["photo_type"] == name])
                                 for name in PHOTO_TYPES if (every["photo_type"] == name).any()}
     plots(weights, y, p, p_raw, rep, summary)
-    config = read_config(weights)
-    config.setdefault("metrics", {})[split_name] = results
-    write_config(weights, config)
+    save_metrics(weights, split_name, results)
     print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
                       "malignant_auc_ci95": rep["malignant_auc_ci95"], "ece_before": rep["ece_before_calibration"],
                       **{k: results[k] for k in ("metadata", "ood", "tta", "by_photo_type") if k in results},
-                      **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}}, indent=1))
+                      **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}},
+                     indent=1))
     return results
 
 

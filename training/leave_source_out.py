@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from model.checkpoint import save_metrics
 from training.evaluate import evaluate
 
 
@@ -39,13 +40,10 @@ def main(args):
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     if args.weights:  # the drop beside the shipped figures, where the app's "About the model" reads them
-        from model.checkpoint import read_config, write_config
-        config = read_config(args.weights)
-        config.setdefault("metrics", {})["leave_source_out"] = {
+        save_metrics(args.weights, "leave_source_out", {
             name: {"held_out_source": r["held_out_source"], "melanoma_auc_in_source": r["in_source_test"]["melanoma_auc"],
                    "melanoma_auc_held_out": r["held_out"]["melanoma_auc"], "melanoma_auc_drop": r["melanoma_auc_drop"]}
-            for name, r in record.items()}
-        write_config(args.weights, config)
+            for name, r in record.items()})
 
 
 def get_args_parser():

@@ -22,18 +22,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from model.checkpoint import load_model, metadata_spec, read_config, write_config
-from training.calibrate import softmax
+from model.checkpoint import load_model, metadata_spec, save_metrics
 from training.data import encode_metadata, read_sources
-from training.evaluate import run_model, summary_line
+from training.evaluate import outputs_from_disk, summary_line
+from training.fitting import fit_head, softmax
 from training.metrics import classification_report, melanoma_scores
-from training.teacher import fit_head
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 
 
 def fit_head_by_validation(train_x, train_y, val_x, val_y):
-    """training.teacher's head (standardised inputs, logistic regression), C chosen by validation melanoma AUC."""
+    """training.fitting's head (standardised inputs, logistic regression), C chosen by validation melanoma AUC."""
     best = None
     for c in C_GRID:
         head = fit_head(train_x, train_y, None, c)
@@ -56,11 +55,12 @@ def ablation(weights: Path | str, data: Path | str) -> dict:
     feats, logits = {}, {}
     for name, part in parts.items():
         print(f"features of the {name} split ({len(part)} images)...", flush=True)
-        feats[name], logits[name] = run_model(model, part, pre, spec)
+        out = outputs_from_disk(model, part, pre, spec)
+        feats[name], logits[name] = out.features, out.logits
     test = parts["test"]
     has_meta = (test["age_value"].notna() & test["sex_value"].notna() & test["site_value"].notna()).values
     y = test["label"].values[has_meta]
-    _, hidden = run_model(model, test[has_meta], pre, spec, hide_metadata=True)
+    hidden = outputs_from_disk(model, test[has_meta], pre, spec, hide_metadata=True).logits
 
     image_only, c_image = fit_head_by_validation(feats["train"], parts["train"]["label"].values, feats["val"], parts["val"]["label"].values)
     with_meta = {name: np.concatenate([feats[name], encode_metadata(parts[name], spec)], 1) for name in parts}
@@ -74,9 +74,7 @@ def ablation(weights: Path | str, data: Path | str) -> dict:
     }
     results = {"rows": int(has_meta.sum()), "head_C": {"image_only": c_image, "image_and_metadata": c_meta},
                **{name: summary_line(classification_report(y, p)) for name, p in answers.items()}}
-    config = read_config(weights)
-    config.setdefault("metrics", {})["metadata_ablation"] = results
-    write_config(weights, config)
+    save_metrics(weights, "metadata_ablation", results)
     print(json.dumps(results, indent=1))
     return results
 

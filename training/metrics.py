@@ -4,10 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score, roc_curve
 
-from model.checkpoint import CLASSES
+from model.checkpoint import BENIGN, CLASS_IDS, MEL, NO_LESION, OTHER
 
-CLASS_IDS = [c["id"] for c in CLASSES]
-MEL, OTHER, BENIGN, NO_LESION = range(4)
 LESION_CLASSES = [MEL, OTHER, BENIGN]
 
 

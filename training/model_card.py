@@ -156,7 +156,7 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
                     f"{c['ood'].get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
                     f"{ood['test_lesions_refused']:.1%}."
                 + (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
-                   f"`python -m training.scope_check`)." if oos else "")]
+                   f"`python -m training.ood_check`)." if oos else "")]
     return "\n".join(out)
 
 

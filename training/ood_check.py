@@ -1,6 +1,6 @@
 """How well the out-of-scope gate refuses pictures that are not skin close-ups.
 
-    python -m training.scope_check --weights weights/
+    python -m training.ood_check --weights weights/
 
 The set: the sample pictures that scikit-learn and scikit-image ship (a cat, a person, coffee, coins, a
 page of text, a rocket, the moon, ...), each whole and as a centre crop, plus synthetic ones (solid colours,
@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from model import load_classifier
-from model.checkpoint import read_config, write_config
+from model.checkpoint import save_metrics
 
 SKIMAGE = ["astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee", "coins", "colorwheel",
            "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo", "moon", "page", "rocket", "text"]
@@ -83,9 +83,7 @@ def main(args):
                "photo_types": {t: sum(r.photo_type == t for r in results) for t in clf.photo_types}}
     print(json.dumps(figures, indent=1))
     if args.write:
-        config = read_config(args.weights)
-        config.setdefault("metrics", {})["out_of_scope"] = figures
-        write_config(args.weights, config)
+        save_metrics(args.weights, "out_of_scope", figures)
 
 
 if __name__ == "__main__":

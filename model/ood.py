@@ -1,0 +1,62 @@
+"""The out-of-scope gate ("ood" in config.json and in the code): fitted by training/calibrate.py, applied by
+the Classifier and measured by training/evaluate.py, all with the functions below.
+
+A picture is refused (Prediction.in_scope False, risk "out_of_scope") when a cheap check fails (flat picture,
+too little skin colour, pixel noise) or when its backbone features lie far from every training group: the
+Mahalanobis distance to the nearest (class, photo type) centre, in a whitened PCA space of the within-group
+covariance of the train split, above the 99th percentile of the validation distances of its photo type.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .quality import Quality
+
+COMPONENTS = 256          # whitened PCA components of the distance
+QUANTILE = 0.99           # validation distances under the threshold: ~1 % of real lesions refused
+SKIN_QUANTILE = 0.01      # validation skin-coloured share under the limit
+SHARPNESS_QUANTILE = 0.995  # validation sharpness (pixel noise) under the limit
+
+
+def fit(features: np.ndarray, groups: np.ndarray, components: int = COMPONENTS) -> dict[str, torch.Tensor]:
+    """The gate's tensors (saved beside the network's) from train-split features, one centre per group present
+    (a group: a class, or a class and photo type)."""
+    from sklearn.covariance import LedoitWolf
+    names, index = np.unique(groups, return_inverse=True)
+    mean = features.mean(0)
+    group_means = np.stack([features[index == g].mean(0) for g in range(len(names))])
+    cov = LedoitWolf().fit(features - group_means[index]).covariance_
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1][:components]
+    projection = (vecs[:, order] / np.sqrt(vals[order])).T                # (k, D): whitening projection
+    centres = (group_means - mean) @ projection.T
+    return {"mean": torch.from_numpy(mean), "projection": torch.from_numpy(projection.astype(np.float32)),
+            "centres": torch.from_numpy(centres.astype(np.float32))}
+
+
+def distance(features: torch.Tensor, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Root-mean-square whitened distance of each row of features to the nearest centre."""
+    z = (features.float() - tensors["mean"]) @ tensors["projection"].T
+    d = ((z[:, None, :] - tensors["centres"][None]) ** 2).sum(-1)
+    return torch.sqrt(d.min(1).values / z.shape[1])
+
+
+def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, float]:
+    """The limits of one photo type from its validation images: the distance threshold and the cheap checks'
+    limits (skin-coloured share at its 1st percentile, sharpness at its 99.5th)."""
+    return {"threshold": float(np.quantile(distances, QUANTILE)),
+            "skin_fraction_min": float(np.quantile([q.skin_fraction for q in qualities], SKIN_QUANTILE)),
+            "sharpness_max": float(np.quantile([q.sharpness for q in qualities], SHARPNESS_QUANTILE))}
+
+
+def cheap_checks_pass(q: Quality, limits: dict) -> bool:
+    """Not flat, enough skin-coloured pixels, not pixel noise (limits from config.json's "ood" section)."""
+    return (not q.flat and q.skin_fraction >= limits.get("skin_fraction_min", 0.0)
+            and q.sharpness <= limits.get("sharpness_max", float("inf")))
+
+
+def in_scope(q: Quality, d: float | None, limits: dict) -> bool:
+    """The gate's verdict for one picture: its cheap checks and, where the weights have the gate, its distance."""
+    threshold = limits.get("threshold")
+    return cheap_checks_pass(q, limits) and (d is None or threshold is None or d <= threshold)

@@ -1,0 +1,46 @@
+"""The one loop that runs a network over a data set in batches: validation in training, calibration,
+evaluation and the teacher's features all go through `collect`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+FLIPS = ([3], [2], [2, 3])  # with the image itself, the 4 views of test-time augmentation
+
+
+@torch.inference_mode()
+def collect(step, batches) -> tuple[torch.Tensor, ...]:
+    """step(*batch) for each batch -> a tuple of tensors; returns each of them concatenated over the batches."""
+    outputs = [step(*batch) for batch in batches]
+    return tuple(torch.cat(parts) for parts in zip(*outputs, strict=True))
+
+
+@dataclass
+class Outputs:
+    features: np.ndarray            # (N, D) pooled backbone features
+    logits: np.ndarray              # (N, classes), before temperature
+    photo_logits: np.ndarray | None  # (N, photo types); None for a network without the photo-type head
+
+
+def network_outputs(model, dataset, device: torch.device | str = "cpu", batch_size: int = 64, tta: bool = False,
+                    workers: int = 0) -> Outputs:
+    """The network over a SkinDataset (image, metadata, ...); tta averages the logits of the 4 flips."""
+    model.eval()
+
+    def step(image, meta, *_):
+        image, meta = image.to(device), meta.to(device)
+        features = model.forward_features(image)
+        logits = model.forward_head(features, meta)
+        if tta:
+            for dims in FLIPS:
+                logits = logits + model(torch.flip(image, dims), meta)
+            logits = logits / (1 + len(FLIPS))
+        photo = model.forward_photo_type(features)
+        photo = features.new_zeros((len(features), 0)) if photo is None else photo
+        return features.float().cpu(), logits.float().cpu(), photo.float().cpu()
+
+    features, logits, photo = collect(step, DataLoader(dataset, batch_size, num_workers=workers))
+    return Outputs(features.numpy(), logits.numpy(), photo.numpy() if photo.shape[1] else None)
