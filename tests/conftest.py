@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny data set made from the example images, and weights trained on it."""
 from __future__ import annotations
 
+import copy
+import json
 import os
 import socket
 from pathlib import Path
@@ -38,8 +40,9 @@ def make_fixture_data(folder: Path, size: int = 64) -> Path:
 
 def train_args(data: Path, run: Path, *extra: str):
     from training.train import get_args_parser
-    return get_args_parser().parse_args(["--data", str(data), "--output", str(run), "--epochs", "1", "--batch-size", "8",
-                                         "--size", "64", "--cache-size", "64", "--threads", "2", *extra])
+    return get_args_parser().parse_args(["--data", str(data), "--output", str(run), "--epochs", "1",
+                                         "--batch-size", "8", "--size", "64", "--cache-size", "64", "--threads", "2",
+                                         *extra])
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +66,37 @@ def trained_weights(trained_run) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped():
-    """The classifier from the shipped weights/ folder."""
+    """The classifier from the shipped weights/ folder, shared by the whole session: tests only read it.
+    A test that changes a classifier (its runner, its config) takes `classifier`, a copy of its own."""
     from model import load_classifier
     return load_classifier(SHIPPED)
+
+
+@pytest.fixture
+def classifier(shipped):
+    """A copy of `shipped` for one test to change: its own attributes, config and other dicts and lists.
+    The network and the runner are shared: replace them on the copy, never change them in place."""
+    clf = copy.copy(shipped)
+    for name, value in vars(shipped).items():
+        if isinstance(value, (dict, list)):
+            setattr(clf, name, copy.deepcopy(value))
+    return clf
+
+
+@pytest.fixture(autouse=True)
+def shipped_stays_as_loaded(request):
+    """Every test that uses `shipped` leaves it as it found it, so no result depends on the order of the tests.
+    (Changes undone by monkeypatch are undone before this check.)"""
+    if "shipped" not in request.fixturenames:
+        yield
+        return
+    clf = request.getfixturevalue("shipped")
+    attributes, config = dict(vars(clf)), json.dumps(clf.config, sort_keys=True)
+    yield
+    changed = sorted(k for k in attributes.keys() | vars(clf).keys() if vars(clf).get(k) is not attributes.get(k))
+    assert not changed, f"the test replaced these attributes of the shared classifier: {changed}"
+    assert json.dumps(clf.config, sort_keys=True) == config, "the test changed the shared classifier's config"
+    assert not clf.model.training, "the test left the shared network in training mode"
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +122,8 @@ def app(tmp_path_factory):
         mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio_uploads")))
         import app
         mp.setenv("GRADIO_TEMP_DIR", app.demo.GRADIO_CACHE)
-        app.demo.launch(**app.LAUNCH, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
+        app.demo.launch(**app.LAUNCH, prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
+                        quiet=True)
         yield app
         app.demo.close()
 

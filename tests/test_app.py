@@ -75,7 +75,11 @@ def test_bad_input_gets_a_clear_message_and_the_app_stays_up(client, tmp_path, i
 
 
 def test_no_run_history_in_the_browser(app):
-    assert app.demo.run_history is False
+    """The page is told not to keep past answers in the browser, and the run-history page is not served."""
+    import httpx
+    config = httpx.get(app.demo.local_url + "config").json()
+    assert config["run_history"] is False
+    assert httpx.get(app.demo.local_url + "gradio_api/runs").status_code == 404
 
 
 def test_uploads_stay_for_other_requests_until_the_cleaner_takes_them(client, app, upload_dir, tmp_path):
@@ -98,18 +102,24 @@ def uploads(folder: Path, pattern: str) -> set[str]:
 
 
 def test_a_photo_cleaned_away_gets_a_message_without_the_server_path(app, upload_dir):
+    from gradio import Error  # the one exception whose message Gradio shows on the page
     gone = str(upload_dir / "0123abcd" / "my_spot.jpg")
-    with pytest.raises(Exception) as e:
+    with pytest.raises(Error) as e:
         app.analyze({"path": gone, "url": None}, None, None, None)
     assert "upload it again" in str(e.value) and str(upload_dir) not in str(e.value) and "my_spot" not in str(e.value)
     elsewhere = {"path": str(EXAMPLE), "url": None}  # a path outside the upload folder is never read
-    with pytest.raises(Exception, match="upload it again"):
+    with pytest.raises(Error, match="upload it again"):
         app.analyze(elsewhere, None, None, None)
 
 
 def test_untouched_age_reaches_the_model_as_unknown(client, app, monkeypatch):
     seen, predict_ = [], app.clf.predict
-    monkeypatch.setattr(app.clf, "predict", lambda image, age, sex, site: seen.append(age) or predict_(image, age, sex, site))
+
+    def record(image, age, sex, site):
+        seen.append(age)
+        return predict_(image, age, sex, site)
+
+    monkeypatch.setattr(app.clf, "predict", record)
     predict(client, EXAMPLE, None, None, None)
     predict(client, EXAMPLE, "", None, None)
     assert [app.spec.parse_age(a) for a in seen] == [None, None]
@@ -127,12 +137,15 @@ def test_verdict_says_what_kind_of_photo_it_saw(app, photo_type):
 
 
 def test_gallery_follows_its_rule_file(app):
+    """Every kind of photo, every class among the dermoscopy images, and each example's file, true diagnosis
+    and form values (age, sex, site) are ones the app accepts."""
     rows = app.gallery_rows()
-    assert {"dermoscopic", "clinical", "not skin"} <= set(rows["kind"])
+    assert set(rows["kind"]) == {"dermoscopic", "clinical", "not skin"}
     assert set(rows.loc[rows["kind"] == "dermoscopic", "label4"]) == {"melanoma", "other_cancer", "benign", "no_lesion"}
     for r in rows.itertuples():
-        assert (app.EXAMPLES / r.file).is_file() and r.truth
-        assert r.truth in app.truth_text(r)
+        assert (app.EXAMPLES / r.file).is_file() and r.truth, r.file
+        photo, age, sex, site = app.example_inputs(app.spec, r)  # raises ValueError for a value the form refuses
+        assert app.spec.encode(age, sex, site) == app.spec.encode(r.age, r.sex, r.site), r.file
 
 
 def test_missing_weights_give_a_message_not_a_traceback(client, app, monkeypatch):
@@ -146,12 +159,27 @@ def test_missing_weights_give_a_message_not_a_traceback(client, app, monkeypatch
         predict(client, EXAMPLE)
 
 
-def test_about_the_model_reads_config(app):
-    text = app.about_model(app.clf.config)
-    for figure in ["Macro AUC", "Melanoma AUC", "Balanced accuracy", "ECE", "Sensitivity", "### Data", "### Training"]:
-        assert figure in text
-    assert app.about_model({"metrics": {"test": {"report": {"macro_auc": 0.9}}}}).count("|") > 0
-    assert app.about_model({})
+def row(text: str, name: str) -> list[str]:
+    """The cells of the markdown table row in `text` whose first cell is `name`."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == name:
+            return cells
+    return []
+
+
+def test_about_the_model_shows_the_figures_in_config(app):
+    config = app.clf.config
+    report = config["metrics"]["test"]["report"]
+    text = app.about_model(config)
+    assert row(text, "Melanoma AUC") == ["Melanoma AUC", f"{report['melanoma_auc']:.3f}"]
+    assert row(text, "Balanced accuracy") == ["Balanced accuracy", f"{report['balanced_accuracy']:.3f}"]
+    for c in config["classes"]:
+        assert str(report[c["id"]]["n"]) in row(text, c["name"]), c["name"]
+    assert "### Data" in text and "### Training" in text
+    only_auc = app.about_model({"metrics": {"test": {"report": {"macro_auc": 0.9}}}})
+    assert row(only_auc, "Macro AUC (4 classes)") == ["Macro AUC (4 classes)", "0.900"]
+    assert "no metrics" in app.about_model({})  # says so, rather than an empty tab
 
 
 def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_cleaned_away(tmp_path):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import EXAMPLES, ROOT, free_port
 from PIL import Image
 
-from conftest import EXAMPLES, ROOT, free_port
 from model import predict
 
 PROBS = ["prob_melanoma", "prob_other_cancer", "prob_benign", "prob_no_lesion"]
@@ -41,7 +41,8 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def photo_folder(folder: Path) -> Path:
-    """Good photos (one nested two levels down, one PNG), a truncated JPEG, an empty file, a text file, a hidden file."""
+    """Good photos (one nested two levels down, one PNG), a truncated JPEG, an empty file, a text file and
+    a hidden file."""
     (folder / "visit 2" / "close-ups").mkdir(parents=True)
     for i, src in enumerate(PHOTOS[:4]):
         shutil.copy(src, folder / f"p{i}.jpg")
@@ -64,7 +65,8 @@ def check_good_row(row, clf, path, age=None, sex=None, site=None):
     assert row["risk"] in RISKS and row["in_scope"] in {"True", "False"} and row["error"] == ""
     assert row["photo_type"] in {"", *clf.photo_types}
     ref = clf.predict(path, age, sex, site)
-    assert all(math.isclose(p, ref.probabilities[c], abs_tol=1e-4) for p, c in zip(probs, clf.classes)), row["file"]
+    assert all(math.isclose(p, ref.probabilities[c], abs_tol=1e-4)
+               for p, c in zip(probs, clf.classes, strict=True)), row["file"]
     assert row["risk"] == ref.risk and row["warnings"] == "; ".join(ref.warnings)
 
 
@@ -100,7 +102,7 @@ def test_csv_with_metadata_columns(tmp_path, shipped):
     rows = cli(tmp_path / "list.csv", "--out", tmp_path / "out" / "p.csv", "--batch", "4", "--file-col", "image",
                "--age-col", "patient_age", "--sex-col", "gender", "--site-col", "body_site")
     assert rows["file"].tolist() == table["image"].tolist()   # the CSV's order, one row per CSV row
-    for row, meta in zip(rows.to_dict("records"), table.to_dict("records")):
+    for row, meta in zip(rows.to_dict("records"), table.to_dict("records"), strict=True):
         if meta["patient_age"] == "abc":
             assert "Age must be a number" in row["error"] and row["prob_melanoma"] == ""
         elif meta["body_site"] == "the moon":
@@ -108,11 +110,12 @@ def test_csv_with_metadata_columns(tmp_path, shipped):
         elif meta["image"].endswith("gone.jpg"):
             assert row["error"] == "No such file: img/gone.jpg."
         else:
-            check_good_row(row, shipped, tmp_path / meta["image"], meta["patient_age"], meta["gender"], meta["body_site"])
+            check_good_row(row, shipped, tmp_path / meta["image"], meta["patient_age"], meta["gender"],
+                           meta["body_site"])
     # the metadata was read: the same photo with and without it gets different probabilities
     first = rows.iloc[0][PROBS].astype(float).tolist()
     bare = shipped.predict(tmp_path / names[2]).probabilities
-    assert max(abs(a - bare[c]) for a, c in zip(first, shipped.classes)) > 1e-4
+    assert max(abs(a - bare[c]) for a, c in zip(first, shipped.classes, strict=True)) > 1e-4
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -164,7 +167,8 @@ def test_resume_after_a_kill(tmp_path, stop):
     assert 1 <= written < 60, f"the run ended before it could be stopped: {stderr[-2000:]}"
     rows = cli(folder, "--out", out)
     assert rows["file"].tolist() == [f"{i:03d}.jpg" for i in range(60)] and (rows["error"] == "").all()
-    assert out.read_bytes().startswith(before[:before.rfind(b"\n") + 1])   # the rows of the killed run kept as they were
+    # the rows of the killed run kept as they were
+    assert out.read_bytes().startswith(before[:before.rfind(b"\n") + 1])
 
 
 def test_two_processes_give_the_single_process_csv(tmp_path):
@@ -174,7 +178,8 @@ def test_two_processes_give_the_single_process_csv(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", str(free_port()), "-m", "model.predict", str(folder), "--out", str(out),
                            "--batch", "2", "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     two = read(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "single.csv", "two.csv"]   # parts merged away

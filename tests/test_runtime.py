@@ -56,24 +56,16 @@ def test_random_inputs_match_eager(shipped, eager, batch, metadata):
     assert_close(torch.softmax(l_fast / t, 1), torch.softmax(l_eager / t, 1))
 
 
-def predictions(clf, runner, paths, ages, sexes, sites):
-    fast = clf.runner
-    clf.runner = runner
-    try:
-        return clf.predict_batch(paths, ages, sexes, sites)
-    finally:
-        clf.runner = fast
-
-
 @pytest.mark.parametrize("with_metadata", [True, False])
-def test_example_images_match_eager(shipped, eager, example_images, with_metadata):
+def test_example_images_match_eager(shipped, classifier, eager, example_images, with_metadata):
     ex = example_images
     n = len(ex)
     ages, sexes, sites = (ex["age"], ex["sex"], ex["site"]) if with_metadata else (None, None, None)
     fast = shipped.predict_batch(list(ex["path"]), ages, sexes, sites)
-    slow = predictions(shipped, eager, list(ex["path"]), ages, sexes, sites)
+    classifier.runner = eager
+    slow = classifier.predict_batch(list(ex["path"]), ages, sexes, sites)
     assert len(fast) == len(slow) == n
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in shipped.classes) <= TOL
         assert a.label == b.label and a.risk == b.risk and a.in_scope == b.in_scope
         if b.heatmap is not None:
@@ -97,7 +89,10 @@ def test_falls_back_to_eager_without_onnxruntime(shipped, monkeypatch):
 
 
 def test_falls_back_to_eager_when_outputs_differ(shipped, monkeypatch):
-    monkeypatch.setattr(OnnxRunner, "__call__", lambda self, image, meta: (torch.zeros(1, 1, 1, 1), torch.zeros(1, 1), torch.full((1, 4), 9.0)))
+    def wrong(self, image, meta):
+        return torch.zeros(1, 1, 1, 1), torch.zeros(1, 1), torch.full((1, 4), 9.0)
+
+    monkeypatch.setattr(OnnxRunner, "__call__", wrong)
     runner = optimize(shipped.model, shipped.config["preprocessing"]["input_size"], "cpu")
     assert isinstance(runner, EagerRunner)
 
@@ -119,22 +114,19 @@ class SlowRunner:
         return self.runner(image, meta)
 
 
-def test_batching_runner_gives_each_caller_its_own_answer(shipped, example_images):
+def test_batching_runner_gives_each_caller_its_own_answer(shipped, classifier, example_images):
     from concurrent.futures import ThreadPoolExecutor
 
     from model.batching import BatchingRunner
     ex = example_images
-    args = [(p, a, s, t) for p, a, s, t in zip(ex["path"], ex["age"], ex["sex"], ex["site"])] * 3
+    args = list(zip(ex["path"], ex["age"], ex["sex"], ex["site"], strict=True)) * 3
     direct = [shipped.predict(*a) for a in args]
     slow = SlowRunner(shipped.runner)
-    fast, shipped.runner = shipped.runner, BatchingRunner(slow, max_batch=8)
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            batched = list(pool.map(lambda a: shipped.predict(*a), args))
-    finally:
-        shipped.runner = fast
+    classifier.runner = BatchingRunner(slow, max_batch=8)
+    with ThreadPoolExecutor(8) as pool:
+        batched = list(pool.map(lambda a: classifier.predict(*a), args))
     assert max(slow.calls) > 1 and max(slow.calls) <= 8 and sum(slow.calls) == len(args)
-    for a, b in zip(direct, batched):
+    for a, b in zip(direct, batched, strict=True):
         assert max(abs(a.probabilities[c] - b.probabilities[c]) for c in shipped.classes) <= TOL
         assert a.label == b.label and a.in_scope == b.in_scope
         assert (a.heatmap is None) == (b.heatmap is None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, free_port, train_args
 
 from model import load_classifier
+from model.checkpoint import read_config, write_config
 from training.data import DataError, make_split, read_metadata
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_training_produces_weights_that_load(trained_run, example_images):
@@ -37,27 +38,41 @@ def test_training_produces_weights_that_load(trained_run, example_images):
         assert (weights / png).stat().st_size > 1000
 
 
-def test_evaluate_command(trained_weights, fixture_data):
+@pytest.fixture
+def weights_without_metrics(trained_weights, tmp_path) -> Path:
+    """A copy of the trained weights (the commands write into their folder) whose config.json has no metrics yet,
+    so a figure found there afterwards was written by the command under test."""
+    folder = tmp_path / "weights"
+    shutil.copytree(trained_weights, folder)
+    config = read_config(folder)
+    del config["metrics"]
+    write_config(folder, config)
+    return folder
+
+
+def test_evaluate_command(weights_without_metrics, fixture_data):
     from training.evaluate import evaluate
-    out = evaluate(trained_weights, fixture_data)
+    weights = weights_without_metrics
+    out = evaluate(weights, fixture_data)
     rep = out["report"]
-    assert rep["n"] == len(pd.read_csv(trained_weights / "split.csv").query("split == 'test'"))
+    assert rep["n"] == len(pd.read_csv(weights / "split.csv").query("split == 'test'"))
     assert 0 <= rep["balanced_accuracy"] <= 1 and len(rep["confusion_matrix"]) == 4
     assert sum(map(sum, rep["confusion_matrix"])) == rep["n"]
-    assert json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["n"] == rep["n"]
+    assert read_config(weights)["metrics"]["test"]["n"] == rep["n"]
 
 
-def test_metadata_ablation_command(trained_weights, fixture_data):
+def test_metadata_ablation_command(weights_without_metrics, fixture_data):
     from training.evaluate import evaluate
     from training.metadata_ablation import ablation
-    out = ablation(trained_weights, fixture_data)
-    reference = evaluate(trained_weights, fixture_data)["metadata"]
+    weights = weights_without_metrics
+    out = ablation(weights, fixture_data)
+    reference = evaluate(weights, fixture_data)["metadata"]
     assert out["rows"] == reference["rows_with_metadata"] > 0
     assert out["network_with_metadata"] == reference["with_metadata"]
     assert out["network_metadata_hidden"] == reference["metadata_hidden"]
     for name in ("image_only_head", "image_and_metadata_head"):
         assert 0 <= out[name]["balanced_accuracy"] <= 1 and 0 <= out[name]["ece"] <= 1
-    assert json.loads((trained_weights / "config.json").read_text())["metrics"]["metadata_ablation"]["rows"] == out["rows"]
+    assert read_config(weights)["metrics"]["metadata_ablation"]["rows"] == out["rows"]
 
 
 def test_model_card_comes_from_config(trained_weights, tmp_path):
@@ -86,13 +101,13 @@ def test_split_is_by_lesion_and_stratified():
 def test_bad_rows_are_named(fixture_data, tmp_path):
     data = tmp_path / "bad"
     data.mkdir()
-    (data / "images").symlink_to(fixture_data / "images")
+    (data / "images").symlink_to(fixture_data / "images")  # the shared images, only read
     df = pd.read_csv(fixture_data / "metadata.csv", dtype=str, keep_default_na=False)
     df.loc[1, "file"] = "images/missing.jpg"
     df.loc[2, "label4"] = "tumour"
     df.loc[3, "age"] = "forty"
-    (fixture_data / "images" / "broken.jpg").write_bytes(b"not an image")
-    df.loc[4, "file"] = "images/broken.jpg"
+    (data / "broken.jpg").write_bytes(b"not an image")
+    df.loc[4, "file"] = "broken.jpg"
     df.to_csv(data / "metadata.csv", index=False)
     with pytest.raises(DataError) as e:
         read_metadata(data)
@@ -132,9 +147,10 @@ def test_kill_then_resume(fixture_data, tmp_path):
 
 def test_ddp_two_cpu_processes(fixture_data, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "training.train", *_train_cmd(fixture_data, run, "--epochs", "1")[3:]]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert out.returncode == 0, out.stderr[-3000:]
     summary = pd.read_csv(run / "summary.csv")
     assert list(summary["epoch"]) == [0]
@@ -144,9 +160,10 @@ def test_ddp_two_cpu_processes(fixture_data, tmp_path):
 
 @pytest.mark.parametrize("teacher_args", [["--epochs", "1"], ["--tune-from", "0", "--tta"]], ids=["tuned", "logistic"])
 def test_teacher_then_distilled_student(fixture_data, tmp_path, teacher_args):
-    from training.teacher import get_args_parser, main as teacher_main
-    teacher_main(get_args_parser().parse_args(["--data", str(fixture_data), "--output", str(tmp_path / "teacher"),
-                                               "--split-from", str(tmp_path / "student"), "--size", "64", *teacher_args]))
+    from training import teacher
+    teacher.main(teacher.get_args_parser().parse_args([
+        "--data", str(fixture_data), "--output", str(tmp_path / "teacher"), "--split-from", str(tmp_path / "student"),
+        "--size", "64", *teacher_args]))
     npz = tmp_path / "teacher" / "teacher.npz"
     info = json.loads((tmp_path / "teacher" / "teacher.json").read_text())
     assert npz.is_file() and info["test"]["n"] > 0 and info["test_tta"]["n"] == info["test"]["n"]
@@ -160,8 +177,9 @@ def test_teacher_then_distilled_student(fixture_data, tmp_path, teacher_args):
 
 
 def test_teacher_trunk_and_tail_are_the_whole_network():
-    from training.teacher import d4, split_at
     import timm
+
+    from training.teacher import d4, split_at
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0).eval()
     x = torch.randn(2, 3, 64, 64)
     trunk, tail = split_at(net, 5)
@@ -203,12 +221,17 @@ def test_split_extends_to_new_rows_and_keeps_the_saved_ones(tmp_path):
     assert load_or_make_split(both, tmp_path, seed=0).tolist() == split.tolist()   # written, so it is reused
 
 
+def dark(image: torch.Tensor) -> float:
+    """The fraction of dark pixels."""
+    return (image.float().mean(0) < 120).float().mean().item()
+
+
 def test_phone_style_changes_the_look_not_the_format():
     import random
+
     from training.restyle import PhoneStyle
     image = torch.full((3, 96, 96), 180, dtype=torch.uint8)
     image[:, 30:66, 30:66] = torch.tensor([90, 50, 40], dtype=torch.uint8).view(3, 1, 1)   # a dark spot
-    dark = lambda x: (x.float().mean(0) < 120).float().mean().item()
     for seed in range(5):
         random.seed(seed)
         torch.manual_seed(seed)
@@ -230,7 +253,7 @@ def _phone_fixture(fixture_data: Path, folder: Path) -> Path:
 
 
 def test_training_with_phone_photos(fixture_data, tmp_path):
-    from conftest import train_args
+    from training.model_card import card, summary
     from training.train import main
     phone = _phone_fixture(fixture_data, tmp_path / "phone")
     run = tmp_path / "run"
@@ -244,28 +267,29 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     assert by_type["clinical"]["n"] == (pd.read_csv(run / "split.csv").query("split == 'test'")["image_id"]
                                         .str.startswith("phone_").sum())
     assert 0 <= by_type["clinical"]["photo_type_accuracy"] <= 1
-    summary = pd.read_csv(run / "summary.csv")
-    assert {"val_clinical_malignant_auc", "val_photo_type_accuracy", "train_photo"} <= set(summary.columns)
+    epochs = pd.read_csv(run / "summary.csv")
+    assert {"val_clinical_malignant_auc", "val_photo_type_accuracy", "train_photo"} <= set(epochs.columns)
     clf = load_classifier(run / "weights")
     r = clf.predict(phone / "images" / pd.read_csv(phone / "metadata.csv")["file"][0].split("/")[-1], age=40)
     assert r.photo_type in ("dermoscopic", "clinical")
-    from training.model_card import card, summary
     text = summary(run / "weights")
     assert "| test split | dermoscopy (" in text and "phone photos (" in text
-    assert "**By photo type**" in card(run / "weights") and "**Clinical photos** have their own temperature" in card(run / "weights")
+    text = card(run / "weights")
+    assert "**By photo type**" in text and "**Clinical photos** have their own temperature" in text
 
 
 def test_leave_source_out(fixture_data, tmp_path):
     """A source held out is neither trained on nor validated on, and is tested on as a split of its own."""
-    from conftest import train_args
     from training.leave_source_out import compare
     from training.train import main
     phone = _phone_fixture(fixture_data, tmp_path / "phone")
     run = tmp_path / "lso"
-    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--hold-out-source", "PAD-UFES-20", "--no-finalize"))
+    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--hold-out-source", "PAD-UFES-20",
+                    "--no-finalize"))
     split = pd.read_csv(run / "split.csv")
     held = split["image_id"].str.startswith("phone_")
     assert (split.loc[held, "split"] == "held_out").all() and (split.loc[~held, "split"] != "held_out").all()
     record = compare(run, [fixture_data], [phone])
     assert record["held_out"]["n"] == held.sum() and record["in_source_test"]["n"] == (split["split"] == "test").sum()
-    assert record["melanoma_auc_drop"] == pytest.approx(record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"])
+    drop = record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"]
+    assert record["melanoma_auc_drop"] == pytest.approx(drop)
