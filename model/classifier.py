@@ -62,14 +62,20 @@ class Prediction:
         return self.probabilities["melanoma"] + self.probabilities["other_cancer"]
 
 
-def risk_level(probs: dict[str, float], th: dict) -> str:
+# for weights whose config.json lacks fitted thresholds: never "high", "moderate" from an even chance
+DEFAULT_THRESHOLDS = {"melanoma_high": float("inf"), "malignant_high": float("inf"),
+                      "melanoma": 0.5, "malignant": 0.5, "uncertain_max_prob": 0.5}
+
+
+def risk_level(probs: dict[str, float], thresholds: dict) -> str:
     """high / moderate / uncertain / low from the class probabilities and a set of thresholds."""
+    th = {**DEFAULT_THRESHOLDS, **thresholds}
     mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
-    if mel >= th.get("melanoma_high", 1.1) or mal >= th.get("malignant_high", 1.1):
+    if mel >= th["melanoma_high"] or mal >= th["malignant_high"]:
         return "high"
-    if mel >= th.get("melanoma", 0.5) or mal >= th.get("malignant", 0.5):
+    if mel >= th["melanoma"] or mal >= th["malignant"]:
         return "moderate"
-    if max(probs.values()) < th.get("uncertain_max_prob", 0.5):
+    if max(probs.values()) < th["uncertain_max_prob"]:
         return "uncertain"
     return "low"
 
@@ -98,7 +104,7 @@ class Classifier:
     def _prepare(self, images, ages, sexes, sites):
         """Validate everything first (a bad value raises ValueError with a message for people), then tensors."""
         pils = [open_image(im) for im in images]
-        meta = [self.spec.encode(a, s, t) for a, s, t in zip(ages, sexes, sites)]
+        meta = [self.spec.encode(a, s, t) for a, s, t in zip(ages, sexes, sites, strict=True)]
         x = torch.stack([self.transform(im) for im in pils]).to(self.device)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -119,7 +125,7 @@ class Classifier:
         return risk_level(probs, self.fitted("thresholds", photo_type))
 
     def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type) -> Prediction:
-        probs = {c: float(v) for c, v in zip(self.classes, p)}
+        probs = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
@@ -153,7 +159,7 @@ class Classifier:
         dist = self._distance(feats)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
         return [self._result(img, p, None if dist is None else dist[i], cam, t)
-                for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types))]
+                for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types, strict=True))]
 
     def predict(self, image, age=None, sex=None, site=None) -> Prediction:
         return self.predict_batch([image], [age], [sex], [site])[0]

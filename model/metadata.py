@@ -45,7 +45,7 @@ class MetadataSpec:
                 "sexes": self.sexes, "sites": self.sites, "site_aliases": self.site_aliases}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MetadataSpec":
+    def from_dict(cls, d: dict) -> MetadataSpec:
         return cls(d["age_mean"], d["age_std"], tuple(d["age_range"]), list(d["sexes"]), list(d["sites"]),
                    {k: list(v) for k, v in d["site_aliases"].items()})
 

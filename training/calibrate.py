@@ -28,7 +28,7 @@ from model import ood
 from model.checkpoint import CLASSES, NO_LESION, load_model, metadata_spec, save_weights
 from model.image import eval_transform, open_image
 from model.quality import check
-from training.data import PHOTO_TYPES, SkinDataset, load_images, read_sources
+from training.data import PHOTO_TYPES, SkinDataset, cache_side, load_images, read_sources
 from training.evaluate import evaluate
 from training.fitting import fit_temperature, softmax
 from training.inference import network_outputs
@@ -61,8 +61,8 @@ def fit_thresholds(y, p, base: dict | None = None) -> dict:
 
 
 def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
-    """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the validation split,
-    per photo type where the data has more than one (the first type's values are the defaults)."""
+    """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
+    validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
@@ -156,7 +156,7 @@ def main(args):
     df = read_sources(train_args.data, getattr(train_args, "clinical_data", []), skip_bad_rows=True, spec=spec)
     split = pd.read_csv(run / "split.csv", dtype=str).set_index("image_id")["split"]
     split = df["image_id"].map(split).rename("split")
-    cache = load_images(df["path"], train_args.cache_size or max(train_args.size, 224))
+    cache = load_images(df["path"], cache_side(train_args))
     summary = pd.read_csv(run / "summary.csv")
     command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).is_file() else None
     finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),

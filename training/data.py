@@ -74,7 +74,8 @@ def read_metadata(data_dir: Path | str, skip_bad_rows: bool = False, spec: Metad
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         if not skip_bad_rows:
-            raise DataError(f"{len(problems)} bad row(s) in {csv}:\n  {shown}\nFix them, or pass --skip-bad-rows to leave them out.")
+            raise DataError(f"{len(problems)} bad row(s) in {csv}:\n  {shown}\n"
+                            "Fix them, or pass --skip-bad-rows to leave them out.")
         print(f"warning: skipping {len(problems)} bad row(s) in {csv}:\n  {shown}")
     if not keep:
         raise DataError(f"{csv} has no usable rows.")
@@ -98,7 +99,7 @@ def read_sources(dermoscopic, clinical=(), skip_bad_rows: bool = False, spec: Me
     """Several data folders as one table, each row with its photo_type (the folder's kind) and source_group;
     metadata fields whose missingness follows the label within a source are hidden (hide_shortcuts)."""
     frames = []
-    for photo_type, folders in zip(PHOTO_TYPES, (dermoscopic, clinical)):
+    for photo_type, folders in zip(PHOTO_TYPES, (dermoscopic, clinical), strict=True):
         for folder in folders:
             df = read_metadata(folder, skip_bad_rows, spec, check_images)
             frames.append(df.assign(photo_type=photo_type, photo_type_index=PHOTO_TYPES.index(photo_type)))
@@ -186,6 +187,14 @@ def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int, extend: bool 
     return split
 
 
+CACHE_MIN_SIDE = 224  # images are decoded at least this large, so training crops keep their detail
+
+
+def cache_side(args) -> int:
+    """The side training decodes images to: --cache-size, or the input size but at least CACHE_MIN_SIDE."""
+    return args.cache_size or max(args.size, CACHE_MIN_SIDE)
+
+
 def load_images(paths, size: int) -> torch.Tensor:
     """Decode every image once into a uint8 (N, 3, size, size) tensor: the 2-core machine then only computes."""
     from tqdm import tqdm
@@ -198,8 +207,8 @@ def load_images(paths, size: int) -> torch.Tensor:
 
 def encode_metadata(df: pd.DataFrame, spec: MetadataSpec) -> np.ndarray:
     """(rows, spec.dim) float32: each row's parsed age, sex and site, encoded as the model takes them."""
-    return np.array([spec.encode(a, s, t) for a, s, t in zip(df["age_value"], df["sex_value"], df["site_value"])],
-                    dtype=np.float32).reshape(len(df), spec.dim)
+    fields = zip(df["age_value"], df["sex_value"], df["site_value"], strict=True)
+    return np.array([spec.encode(a, s, t) for a, s, t in fields], dtype=np.float32).reshape(len(df), spec.dim)
 
 
 IGNORE = -100  # cross_entropy's ignore_index: a photo-type target that is not to be learned
@@ -240,6 +249,7 @@ class SkinDataset(Dataset):
             meta = torch.tensor(self.spec.encode(*fields), dtype=torch.float32)
         image = open_image(self.df["path"][i]) if self.images is None else self.images[i]
         photo_type = self.photo_types[i]
-        if self.restyle is not None and photo_type == PHOTO_TYPES.index("dermoscopic") and random.random() < self.p_restyle:
+        dermoscopic = photo_type == PHOTO_TYPES.index("dermoscopic")
+        if self.restyle is not None and dermoscopic and random.random() < self.p_restyle:
             image, photo_type = self.restyle(image), torch.tensor(IGNORE)
         return self.transform(image), meta, self.labels[i], photo_type, i

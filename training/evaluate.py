@@ -45,17 +45,18 @@ def outputs_from_disk(model, df: pd.DataFrame, pre: dict, spec, hide_metadata: b
 
 
 def summary_line(rep: dict) -> dict:
-    return {k: round(rep[k], 4) for k in ("macro_auc", "melanoma_auc", "malignant_auc", "balanced_accuracy",
-                                          "balanced_accuracy_lesions", "ece")} | {"no_lesion_recall": round(rep["no_lesion"]["sensitivity"], 4)}
+    keys = ("macro_auc", "melanoma_auc", "malignant_auc", "balanced_accuracy", "balanced_accuracy_lesions", "ece")
+    return {k: round(rep[k], 4) for k in keys} | {"no_lesion_recall": round(rep["no_lesion"]["sensitivity"], 4)}
 
 
 def as_app_answers(clf, df: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
     """The rows of df answered exactly as the app answers them (Classifier.predict_batch): photo type,
-    per-type calibration and thresholds, the gate. One row per image: probabilities, risk, in_scope, photo_type."""
+    per-type calibration and thresholds, the out-of-scope gate. One row per image: probabilities, risk,
+    in_scope, photo_type."""
     rows = []
     for i in range(0, len(df), batch_size):
         part = df.iloc[i:i + batch_size]
-        preds = clf.predict_batch(list(part["path"]), list(part["age_value"]), list(part["sex_value"]), list(part["site_value"]))
+        preds = clf.predict_batch(*(list(part[c]) for c in ("path", "age_value", "sex_value", "site_value")))
         rows += [{**r.probabilities, "risk": r.risk, "in_scope": r.in_scope, "photo_type": r.photo_type} for r in preds]
     return pd.DataFrame(rows, index=df.index)
 
@@ -138,7 +139,8 @@ def metadata_report(model, df, pre, spec, p, t: float) -> dict | None:
 
 
 def ood_report(df, features: np.ndarray, ood_tensors: dict, limits: dict) -> dict:
-    """The out-of-scope gate on dermoscopic test rows, with the dermoscopic limits: what it refuses, and by which test."""
+    """The out-of-scope gate on dermoscopic test rows, with the dermoscopic limits: what it refuses, and by
+    which test."""
     y = df["label"].values
     cheap_ok = np.array([ood.cheap_checks_pass(check(open_image(path)), limits) for path in df["path"]])
     far = ood.distance(torch.from_numpy(features), ood_tensors).numpy() > limits["threshold"]
@@ -192,7 +194,9 @@ def plots(out: Path, y, p, p_raw, rep, summary=None):
     import matplotlib.pyplot as plt
     names = [c["name"] for c in CLASSES]
     fig, ax = plt.subplots(figsize=(5, 5))
-    for label, fn, key in (("Melanoma vs rest", melanoma_scores, "melanoma_auc"), ("Malignant vs benign", malignant_scores, "malignant_auc")):
+    curves = (("Melanoma vs rest", melanoma_scores, "melanoma_auc"),
+              ("Malignant vs benign", malignant_scores, "malignant_auc"))
+    for label, fn, key in curves:
         fpr, tpr = roc_points(*fn(y, p))
         ax.plot(fpr, tpr, label=f"{label} (AUC {rep[key]:.3f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)

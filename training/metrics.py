@@ -35,7 +35,7 @@ def ece(y, p, bins: int = 15) -> float:
     conf, pred = p.max(1), p.argmax(1)
     edges = np.linspace(0, 1, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         m = (conf > lo) & (conf <= hi)
         if m.any():
             total += m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean())
@@ -75,7 +75,8 @@ def classification_report(y: np.ndarray, p: np.ndarray) -> dict:
     report["macro_auc"] = float(np.nanmean(aucs))
     report["balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
     lesion = np.isin(y, LESION_CLASSES)
-    report["balanced_accuracy_lesions"] = float(balanced_accuracy_score(y[lesion], p[lesion][:, LESION_CLASSES].argmax(1)))
+    lesion_pred = np.array(LESION_CLASSES)[p[lesion][:, LESION_CLASSES].argmax(1)]
+    report["balanced_accuracy_lesions"] = float(balanced_accuracy_score(y[lesion], lesion_pred))
     report["melanoma_auc"] = auc(*melanoma_scores(y, p))
     report["malignant_auc"] = auc(*malignant_scores(y, p))
     report["ece"] = ece(y, p)
@@ -106,7 +107,9 @@ def grouped_interval(stat, groups, n: int = 1000, seed: int = 0, alpha: float = 
         v = stat(np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]))
         if not np.isnan(v):
             values.append(v)
-    return [float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))] if values else [float("nan")] * 2
+    if not values:
+        return [float("nan")] * 2
+    return [float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))]
 
 
 def roc_points(y_bin, score):

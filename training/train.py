@@ -37,6 +37,7 @@ from training.data import (
     PHOTO_TYPES,
     SPLIT_FILE,
     SkinDataset,
+    cache_side,
     load_images,
     load_or_make_split,
     read_sources,
@@ -79,7 +80,8 @@ def load_init(model: SkinLesionNet, path: str):
         state = load_model(path)[0].state_dict()
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("photo_head.")]:
-            raise SystemExit(f"--init {path} does not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise SystemExit(f"--init {path} does not fit this network: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
         print(f"network initialised from {path}" + (" (photo-type head new)" if missing else ""))
         return
     if path.endswith(".safetensors"):
@@ -92,7 +94,8 @@ def load_init(model: SkinLesionNet, path: str):
     missing, unexpected = model.backbone.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.startswith(("classifier.", "head.", "fc."))]
     if unexpected or [k for k in missing if not k.startswith("classifier")]:
-        raise SystemExit(f"--init {path} does not fit {model.args.backbone}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise SystemExit(f"--init {path} does not fit {model.args.backbone}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     print(f"backbone initialised from {path}")
 
 
@@ -106,7 +109,8 @@ class Student(torch.nn.Module):
 
     def forward(self, image, meta):
         features = self.model.forward_features(image)
-        return self.model.forward_head(features, meta), self.projector(features), self.model.forward_photo_type(features)
+        photo_logits = self.model.forward_photo_type(features)
+        return self.model.forward_head(features, meta), self.projector(features), photo_logits
 
 
 class Teacher:
@@ -117,7 +121,8 @@ class Teacher:
         index = {k: i for i, k in enumerate(z["image_id"])}
         missing = [k for k in image_ids if k not in index]
         if missing:
-            raise SystemExit(f"--teacher {path} has no output for {len(missing)} image(s), e.g. {missing[0]}; rebuild it on this data.")
+            raise SystemExit(f"--teacher {path} has no output for {len(missing)} image(s), e.g. {missing[0]}; "
+                             "rebuild it on this data.")
         order = np.array([index[k] for k in image_ids])
         feats = z["features"][order].astype(np.float32)
         mu, sd = feats[train_mask].mean(0), feats[train_mask].std(0) + 1e-6
@@ -139,7 +144,10 @@ def hold_out(df, split, source: str, run: Path):
 
 def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank):
     student.train()
-    scaler_ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    if device.type == "cuda":
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16)
+    else:
+        autocast = torch.autocast("cpu", enabled=False)
     totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0, "photo": 0.0}, 0
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=10, leave=False)
     for image, meta, label, photo_type, idx in bar:
@@ -147,7 +155,7 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
         if device.type == "cuda":
             image = image.contiguous(memory_format=torch.channels_last)
         meta, label, photo_type = meta.to(device), label.to(device), photo_type.to(device)
-        with scaler_ctx:
+        with autocast:
             logits, projected, photo_logits = student(image, meta)
             ce = F.cross_entropy(logits.float(), label, weight=class_w)
             loss, parts = ce, {"ce": ce.item()}
@@ -311,7 +319,7 @@ def main(args):
     if args.init:
         load_init(model, args.init)
     pre = preprocessing(model, args.size)
-    cache = load_images(df["path"], args.cache_size or max(args.size, 224))
+    cache = load_images(df["path"], cache_side(args))
     ds_train, ds_val = make_datasets(args, df, split, cache, pre, spec)
     loader, sampler = make_loader(args, ds_train, rank, world, device)
     teacher = None
@@ -386,22 +394,28 @@ def command_line(args: dict) -> str:
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, nargs="+", help="folder(s) of dermoscopic images: metadata.csv and the images it lists")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="folder(s) of dermoscopic images: metadata.csv and the images it lists")
     p.add_argument("--clinical-data", nargs="*", default=[], help="folder(s) of clinical (phone) photos, same format")
     p.add_argument("--clinical-repeat", type=int, default=4, help="times each phone photo appears per epoch")
     p.add_argument("--samples-per-epoch", type=int, default=0, help="images drawn per epoch (0 = all, each once)")
-    p.add_argument("--hold-out-source", default=None, help="leave-source-out: keep this source_group (e.g. 'ISIC archive') out of training")
-    p.add_argument("--restyle", type=float, default=0.0, help="chance of making a dermoscopic training image look like a phone photo")
+    p.add_argument("--hold-out-source", default=None,
+                   help="leave-source-out: keep this source_group (e.g. 'ISIC archive') out of training")
+    p.add_argument("--restyle", type=float, default=0.0,
+                   help="chance of making a dermoscopic training image look like a phone photo")
     p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
-    p.add_argument("--split-from", default=None, help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
+    p.add_argument("--split-from", default=None,
+                   help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
     p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
     p.add_argument("--backbone", default="mobilenetv4_conv_medium")
-    p.add_argument("--init", default=None, help="weights folder of this project, or a local timm checkpoint for the backbone")
+    p.add_argument("--init", default=None,
+                   help="weights folder of this project, or a local timm checkpoint for the backbone")
     p.add_argument("--teacher", default=None, help="teacher.npz from training.teacher (distillation)")
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the soft-target loss (labels get 1 - alpha)")
     p.add_argument("--feat-beta", type=float, default=0.5, help="weight of the teacher-feature regression loss")
     p.add_argument("--size", type=int, default=160, help="input resolution")
-    p.add_argument("--cache-size", type=int, default=0, help="resolution images are decoded to in RAM (default max(size, 224))")
+    p.add_argument("--cache-size", type=int, default=0,
+                   help="resolution images are decoded to in RAM (default max(size, 224))")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -1,0 +1,65 @@
+"""The out-of-scope gate (model/ood.py): the one implementation the app, calibration and evaluation share."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model import ood
+from model.quality import Quality
+
+
+def clusters(seed=0, n=200, dim=32):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (3, dim))
+    groups = np.repeat(np.arange(3), n)
+    return (centres[groups] + rng.normal(0, 1, (len(groups), dim))).astype(np.float32), groups, centres
+
+
+def test_distance_is_small_inside_a_group_and_large_far_away():
+    x, groups, centres = clusters()
+    tensors = ood.fit(x, groups, components=16)
+    assert tensors["centres"].shape == (3, 16)
+    inside = ood.distance(torch.from_numpy(x), tensors)
+    far = ood.distance(torch.from_numpy((centres.mean(0) + 40).astype(np.float32)[None]), tensors)
+    assert float(inside.median()) < 1.5
+    assert float(far[0]) > 5 * float(inside.max())
+
+
+def test_distance_is_to_the_nearest_centre():
+    x, groups, centres = clusters()
+    tensors = ood.fit(x, groups, components=16)
+    at_centres = ood.distance(torch.from_numpy(centres.astype(np.float32)), tensors)
+    assert float(at_centres.max()) < 0.3  # each true centre is near its own fitted centre
+
+
+def test_limits_refuse_the_chosen_share_of_validation_images():
+    d = np.linspace(0, 1, 1001)
+    q = [Quality(warnings=[], flat=False, skin_fraction=s, sharpness=s) for s in np.linspace(0, 1, 1001)]
+    limits = ood.fit_limits(d, q)
+    assert np.mean(d > limits["threshold"]) == pytest.approx(1 - ood.QUANTILE, abs=2e-3)
+    refused = [not ood.cheap_checks_pass(x, limits) for x in q]
+    assert np.mean(refused) == pytest.approx(ood.SKIN_QUANTILE + 1 - ood.SHARPNESS_QUANTILE, abs=3e-3)
+
+
+@pytest.mark.parametrize("flat, skin, sharp, d, expected", [
+    (False, 0.5, 0.2, 1.0, True),
+    (True, 0.5, 0.2, 1.0, False),     # a flat picture
+    (False, 0.01, 0.2, 1.0, False),   # too little skin colour
+    (False, 0.5, 0.9, 1.0, False),    # pixel noise
+    (False, 0.5, 0.2, 3.0, False),    # far from every training group
+    (False, 0.5, 0.2, None, True),    # weights without the distance: the cheap checks decide
+])
+def test_verdict(flat, skin, sharp, d, expected):
+    limits = {"threshold": 2.0, "skin_fraction_min": 0.1, "sharpness_max": 0.5}
+    assert ood.in_scope(Quality(warnings=[], flat=flat, skin_fraction=skin, sharpness=sharp), d, limits) is expected
+
+
+def test_the_classifier_refuses_with_the_same_distance(shipped):
+    """The app's answer carries the distance model.ood computes from the same features."""
+    from PIL import Image
+    img = Image.new("RGB", (256, 256), (200, 150, 120))
+    pils, x, meta = shipped._prepare([img], [None], [None], [None])
+    _, feats, _ = shipped.runner(x, meta)
+    r = shipped.predict(img)
+    assert r.ood_distance == pytest.approx(float(ood.distance(feats, shipped.ood)[0]), rel=1e-5)
