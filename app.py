@@ -78,9 +78,9 @@ def duration(seconds: int) -> str:
     return f"{seconds} seconds" if seconds < 120 else f"{round(seconds / 60)} minutes"
 
 
-PRIVACY = (f"*Privacy: your photo is analysed in memory and nothing is logged. The uploaded file is kept in the server's "
-           f"upload folder for at most {duration(UPLOAD_LIFETIME_S)}, then deleted. So that you can press Analyze again "
-           f"(say, after adding your age), a copy stays in the server's memory, for your page only, for "
+PRIVACY = ("*Privacy: your photo is analysed in memory and nothing is logged. The uploaded file is kept in the "
+           f"server's upload folder for at most {duration(UPLOAD_LIFETIME_S)}, then deleted. So that you can press "
+           "Analyze again (say, after adding your age), a copy stays in the server's memory, for your page only, for "
            f"{duration(SESSION_PHOTO_S)} after your last Analyze.*")
 
 DISCLAIMER = """**Educational tool, not a medical device and not a diagnosis.** It can be wrong in both directions.
@@ -147,6 +147,14 @@ def fmt(value) -> str:
     return str(value)
 
 
+def with_ci(figures: dict, key: str) -> str:
+    """A figure and its 95% interval, "value (low-high)"; "-" when the figure is missing."""
+    if figures.get(key) is None:
+        return "-"
+    low, high = figures[key + "_ci95"][0], figures[key + "_ci95"][1]
+    return f"{fmt(figures[key])} ({fmt(low)}-{fmt(high)})"
+
+
 def about_model(config: dict) -> str:
     """What config.json says about the test metrics, the data and the training; missing keys are skipped."""
     lines = []
@@ -163,30 +171,33 @@ def about_model(config: dict) -> str:
             op = report.get(key)
             if isinstance(op, dict):
                 lines.append(f"| Operating point, {what} (threshold {fmt(op.get('threshold', '?'))}) | "
-                             f"sensitivity {fmt(op.get('sensitivity', '?'))}, specificity {fmt(op.get('specificity', '?'))} |")
+                             f"sensitivity {fmt(op.get('sensitivity', '?'))}, "
+                             f"specificity {fmt(op.get('specificity', '?'))} |")
         rows = [(c, report[c["id"]]) for c in config.get("classes", []) if isinstance(report.get(c["id"]), dict)]
         if rows:
             lines += ["", "| Class | Images | Sensitivity | Specificity |", "|---|---|---|---|"]
-            lines += [f"| {c['name']} | {m.get('n', '')} | {fmt(m.get('sensitivity', ''))} | {fmt(m.get('specificity', ''))} |"
-                      for c, m in rows]
+            lines += [f"| {c['name']} | {m.get('n', '')} | {fmt(m.get('sensitivity', ''))} | "
+                      f"{fmt(m.get('specificity', ''))} |" for c, m in rows]
     by_type = config.get("metrics", {}).get("test", {}).get("by_photo_type", {})
     if by_type:
         lines += ["", "### By kind of photo (test split, 95% intervals)",
-                  "| Kind of photo | Images | Cancer vs benign AUC | Cancers flagged | Benign spots called high | Photo kind recognised |",
+                  "| Kind of photo | Images | Cancer vs benign AUC | Cancers flagged | Benign spots called high | "
+                  "Photo kind recognised |",
                   "|---|---|---|---|---|---|"]
         for name, r in by_type.items():
-            cell = lambda k: "-" if r.get(k) is None else f"{fmt(r[k])} ({fmt(r[k + '_ci95'][0])}-{fmt(r[k + '_ci95'][1])})"
-            lines.append(f"| {PHOTO_TYPE_NAMES.get(name, name)} | {r.get('n', '?')} | {cell('malignant_auc')} | "
-                         f"{cell('sensitivity_malignant_flagged')} | {cell('benign_called_high')} | {fmt(r.get('photo_type_accuracy', '-'))} |")
-        lines.append("\nPhone photos are few in the training data (446, one clinic in Brazil, 24 melanomas, mostly light skin), "
-                     "so their figures have wide intervals.")
+            lines.append(f"| {PHOTO_TYPE_NAMES.get(name, name)} | {r.get('n', '?')} | {with_ci(r, 'malignant_auc')} | "
+                         f"{with_ci(r, 'sensitivity_malignant_flagged')} | {with_ci(r, 'benign_called_high')} | "
+                         f"{fmt(r.get('photo_type_accuracy', '-'))} |")
+        lines.append("\nPhone photos are few in the training data (446, one clinic in Brazil, 24 melanomas, "
+                     "mostly light skin), so their figures have wide intervals.")
     lso = config.get("metrics", {}).get("leave_source_out", {})
     if lso:
         source = next(iter(lso.values()))["held_out_source"]
         lines += ["", f"### A collection it never saw (trained without the {source} images, then tested on them)",
-                  "| Recipe | Melanoma AUC, own collections | Melanoma AUC, unseen collection | Drop |", "|---|---|---|---|"]
-        lines += [f"| {name} | {fmt(r['melanoma_auc_in_source'])} | {fmt(r['melanoma_auc_held_out'])} | {fmt(r['melanoma_auc_drop'])} |"
-                  for name, r in lso.items()]
+                  "| Recipe | Melanoma AUC, own collections | Melanoma AUC, unseen collection | Drop |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {fmt(r['melanoma_auc_in_source'])} | {fmt(r['melanoma_auc_held_out'])} | "
+                  f"{fmt(r['melanoma_auc_drop'])} |" for name, r in lso.items()]
         lines.append("\nExpect lower figures on photos from clinics and cameras the model never saw.")
     data = config.get("data", {})
     if data:
@@ -205,8 +216,8 @@ def about_model(config: dict) -> str:
         if backbone:
             lines.append(f"- Network: {backbone} image backbone + metadata MLP")
         lines += [f"- {label}: {training[k]}" for k, label in
-                  [("epochs", "Epochs"), ("best_epoch", "Best epoch"), ("seconds", "Training time (s)"), ("hardware", "Hardware"),
-                   ("finished", "Finished"), ("command", "Command")] if k in training]
+                  [("epochs", "Epochs"), ("best_epoch", "Best epoch"), ("seconds", "Training time (s)"),
+                   ("hardware", "Hardware"), ("finished", "Finished"), ("command", "Command")] if k in training]
         if "input_size" in config.get("preprocessing", {}):
             lines.append(f"- Input size: {config['preprocessing']['input_size']} pixels")
     return "\n".join(lines) or "config.json holds no metrics, data or training figures."
@@ -240,7 +251,8 @@ def heatmap_image(image, cam):
     w, h = image.size
     scale = HEATMAP_SIZE / max(w, h)
     if scale < 1:
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return overlay(image, cam)
 
 
@@ -256,7 +268,8 @@ def inline_image(img) -> dict:
 
 
 def colour_key() -> str:
-    """The heatmap's colour key: model.gradcam.overlay of a left-to-right ramp on a plain skin tone, as the app draws it."""
+    """The heatmap's colour key: model.gradcam.overlay of a left-to-right ramp on a plain skin tone, as the app
+    draws it."""
     ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
     square = overlay(Image.new("RGB", (256, 256), (214, 178, 160)), ramp)
     return data_url(square.crop((0, 112, 256, 144)), "PNG")

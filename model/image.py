@@ -15,8 +15,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .quality import MIN_GOOD_SIDE
+
 MAX_PIXELS = 40_000_000      # ~ a 7000x6000 photo; anything larger is refused from the header alone
-MIN_SIDE = 16
+MIN_SIDE = 16  # smaller photos are refused; from here up to MIN_GOOD_SIDE they are analysed with a warning
 DECODE_SIDE = 1024  # JPEGs are decoded at no less than this (the model needs 160; the heatmap is shown small)
 MAX_ASPECT = 20.0
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
@@ -55,7 +57,8 @@ def open_image(source) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageError("This image declares too many pixels to be a photo; please send a smaller one.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # a header cut short or garbled
-        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). Please send it again.") from None
+        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). "
+                         "Please send it again.") from None
     with img:  # we opened the file, so we close it, also when the image is refused
         return _checked_rgb(img)
 
@@ -80,11 +83,13 @@ def _checked_rgb(img: Image.Image) -> Image.Image:
     """Size checks from the header, then decode the first frame, apply EXIF orientation, convert to RGB."""
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise ImageError(f"This image is too large ({w}x{h} pixels). Please send one under {MAX_PIXELS // 1_000_000} megapixels.")
+        raise ImageError(f"This image is too large ({w}x{h} pixels). "
+                         f"Please send one under {MAX_PIXELS // 1_000_000} megapixels.")
     if max(w, h) > MAX_ASPECT * min(w, h):  # before the size check: a 4000x3 strip is not "too small"
         raise ImageError(f"This image is a thin strip ({w}x{h} pixels), not a photo of a skin spot.")
     if min(w, h) < MIN_SIDE:
-        raise ImageError(f"This image is too small ({w}x{h} pixels). Please send a photo at least 224 pixels wide.")
+        raise ImageError(f"This image is too small ({w}x{h} pixels): the model needs at least {MIN_SIDE} pixels "
+                         f"a side, and answers best from {MIN_GOOD_SIDE} pixels. Please send a larger photo.")
     try:
         img.seek(0)  # animated GIF/WebP: the first frame
         if img.format == "JPEG":  # a phone photo: let libjpeg decode at 1/2..1/8 scale, still >= DECODE_SIDE
@@ -93,7 +98,8 @@ def _checked_rgb(img: Image.Image) -> Image.Image:
         img = ImageOps.exif_transpose(img)  # always a new image, so the caller may close the original
         img = to_rgb(img)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). Please send it again.") from None
+        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). "
+                         "Please send it again.") from None
     return img
 
 

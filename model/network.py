@@ -37,10 +37,12 @@ class SkinLesionNet(nn.Module):
         # MobileNetV3/V4 pool before conv_head: their pooled size is head_hidden_size, not num_features.
         self.feature_dim = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.meta = nn.Sequential(
-            nn.Linear(args.meta_dim, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(), nn.Dropout(args.dropout),
+            nn.Linear(args.meta_dim, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(),
+            nn.Dropout(args.dropout),
             nn.Linear(args.meta_hidden, args.meta_hidden), nn.BatchNorm1d(args.meta_hidden), nn.SiLU(),
         )
-        self.head = nn.Sequential(nn.Dropout(args.dropout), nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
+        self.head = nn.Sequential(nn.Dropout(args.dropout),
+                                  nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
         # Image features only: the kind of photo is a property of the picture, not of the patient.
         self.photo_head = nn.Linear(self.feature_dim, args.photo_types) if args.photo_types else None
 

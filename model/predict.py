@@ -55,7 +55,8 @@ def list_folder(folder: Path) -> list[Item]:
     return [Item(name, folder / name) for name in names if not any(part.startswith(".") for part in name.split("/"))]
 
 
-def read_csv_items(table: Path, file_col: str, age_col: str | None, sex_col: str | None, site_col: str | None) -> list[Item]:
+def read_csv_items(table: Path, file_col: str, age_col: str | None, sex_col: str | None,
+                   site_col: str | None) -> list[Item]:
     """Rows of the CSV. A metadata column named on the command line must exist; the default names may be absent."""
     try:
         with open(table, newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark Excel writes
@@ -69,8 +70,8 @@ def read_csv_items(table: Path, file_col: str, age_col: str | None, sex_col: str
         if (name or default) in header:
             columns[key] = name or default
         elif key == "file" or name:
-            raise SystemExit(f"{table.name} has no column {name or default!r} (its columns: {', '.join(header) or 'none'}). "
-                             f"Name the column with --{key}-col.")
+            raise SystemExit(f"{table.name} has no column {name or default!r} "
+                             f"(its columns: {', '.join(header) or 'none'}). Name the column with --{key}-col.")
     items = []
     for row in rows:
         value = (row.get(columns["file"]) or "").strip()
@@ -129,8 +130,8 @@ def predict_rows(clf: Classifier, items: list[Item]) -> list[dict]:
         except ValueError as e:
             rows[i] = {"file": item.file, "error": one_line(e)}
     if good:
-        index, images, ages, sexes, sites = zip(*good)
-        for i, p in zip(index, clf.predict_batch(list(images), ages, sexes, sites)):
+        index, images, ages, sexes, sites = zip(*good, strict=True)
+        for i, p in zip(index, clf.predict_batch(list(images), ages, sexes, sites), strict=True):
             rows[i] = result_row(items[i], p)
     return rows
 

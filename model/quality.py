@@ -6,7 +6,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter, ImageStat
 
-MIN_GOOD_SIDE = 224
+MIN_GOOD_SIDE = 224  # a photo with a shorter side gets the "small photo" warning
+FLAT_STDDEV = 4.0  # a thumbnail whose every channel varies less than this (grey levels) is a solid colour
+DARK_MEAN = 50  # a mean grey level (0-255) below this: "very dark"
+BRIGHT_MEAN = 220  # a mean grey level above this: "very bright"
+WHITE_LEVEL, WHITE_SHARE = 250, 0.3  # more than WHITE_SHARE of the pixels at WHITE_LEVEL or above: "overexposed"
+SKIN_CR, SKIN_CB = (133, 180), (70, 135)  # the skin-tone box in YCbCr (Cr and Cb ranges, inclusive)
 # Sharpness = strongest gradients / intensity range, on a 256-pixel thumbnail. On the training images the
 # 1st percentile is 0.066; the same images blurred (Gaussian, sigma 3 px) have a median of 0.05.
 BLUR_THRESHOLD = 0.06
@@ -16,6 +21,7 @@ BLUR_THRESHOLD = 0.06
 # lesions shrunk into the corner of a 600-pixel photo of plain skin, 92 %.
 SPOT_CONTRAST = 20.0
 OFF_CENTRE = 0.3
+SPOT_MIN_SHARE, SPOT_MAX_SHARE = 0.003, 0.5  # the spot must cover this share of the thumbnail to count as one
 
 
 def thumbnail(img: Image.Image, side: int = 256) -> Image.Image:
@@ -34,7 +40,7 @@ def skin_fraction(small: Image.Image) -> float:
     """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included)."""
     ycc = np.asarray(small.convert("YCbCr"), dtype=np.float32)
     cb, cr = ycc[..., 1], ycc[..., 2]
-    return float(((cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 135)).mean())
+    return float(((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])).mean())
 
 
 def otsu(values: np.ndarray) -> float:
@@ -60,7 +66,7 @@ def spot_offset(small: Image.Image) -> float | None:
     t = otsu(grey)
     dark = grey < t
     share = float(dark.mean())
-    if not 0.003 <= share <= 0.5 or float(grey[~dark].mean() - grey[dark].mean()) < SPOT_CONTRAST:
+    if not SPOT_MIN_SHARE <= share <= SPOT_MAX_SHARE or float(grey[~dark].mean() - grey[dark].mean()) < SPOT_CONTRAST:
         return None
     ys, xs = np.nonzero(dark)
     weight = t - grey[dark]
@@ -81,16 +87,17 @@ class Quality:
 def check(img: Image.Image) -> Quality:
     """Warnings in plain words, and the numbers the out-of-scope gate's cheap checks use."""
     small = thumbnail(img)
-    flat = max(ImageStat.Stat(small).stddev) < 4.0  # per-channel spread, from PIL's histograms
+    flat = max(ImageStat.Stat(small).stddev) < FLAT_STDDEV  # per-channel spread, from PIL's histograms
     grey = np.asarray(small.convert("L").resize((256, 256), Image.Resampling.BILINEAR), dtype=np.float32)
     sharp = sharpness(grey)
     warnings = []
     if min(img.size) < MIN_GOOD_SIDE:
-        warnings.append(f"The photo is small ({img.size[0]}x{img.size[1]} pixels); a sharper, larger photo gives a more reliable answer.")
+        warnings.append(f"The photo is small ({img.size[0]}x{img.size[1]} pixels); a sharper, larger photo gives "
+                        "a more reliable answer.")
     mean = float(grey.mean())
-    if mean < 50:
+    if mean < DARK_MEAN:
         warnings.append("The photo is very dark; take it in good, even light.")
-    elif mean > 220 or (grey >= 250).mean() > 0.3:
+    elif mean > BRIGHT_MEAN or (grey >= WHITE_LEVEL).mean() > WHITE_SHARE:
         warnings.append("The photo is very bright or overexposed; avoid a flash or direct sunlight on the spot.")
     if not flat and sharp < BLUR_THRESHOLD:
         warnings.append("The photo looks blurred; hold the camera steady and let it focus on the spot.")

@@ -13,6 +13,7 @@ under a second: nothing is cached on disk, so it can never be stale.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import warnings
@@ -38,7 +39,8 @@ class EagerRunner:
         return run_all(self.model, image, meta)
 
 
-def run_all(model: nn.Module, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def run_all(model: nn.Module, image: torch.Tensor,
+            meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     maps = model.forward_maps(image)
     feats = model.pool_maps(maps)
     return maps, feats, model.forward_head(feats, meta)
@@ -92,13 +94,14 @@ class OnnxRunner:
         self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs = self.session.run(list(OUTPUTS), {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()})
+        inputs = {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()}
+        outputs = self.session.run(list(OUTPUTS), inputs)
         return tuple(torch.from_numpy(o) for o in outputs)
 
 
 def max_difference(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float:
     """The largest absolute difference between two runners' outputs, relative to max(1, |values|)."""
-    return max(float((x - y).abs().max() / max(1.0, float(y.abs().max()))) for x, y in zip(a, b))
+    return max(float((x - y).abs().max() / max(1.0, float(y.abs().max()))) for x, y in zip(a, b, strict=True))
 
 
 @contextmanager
@@ -121,9 +124,7 @@ def optimize(model: nn.Module, input_size: int, device: torch.device | str = "cp
     device = torch.device(device)
     if device.type != "cpu":
         return EagerRunner(model.to(memory_format=torch.channels_last))
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("onnxruntime") is None:
         log.info("onnxruntime is not installed: running the model in eager PyTorch (slower).")
         return EagerRunner(model)
     meta_dim = model.args.meta_dim
@@ -140,6 +141,7 @@ def optimize(model: nn.Module, input_size: int, device: torch.device | str = "cp
         log.warning("ONNX Runtime could not run the model (%s): running it in eager PyTorch.", e)
         return EagerRunner(model)
     if not difference <= RTOL:
-        log.warning("ONNX Runtime's outputs differ from PyTorch's by %.2g: running the model in eager PyTorch.", difference)
+        log.warning("ONNX Runtime's outputs differ from PyTorch's by %.2g: running the model in eager PyTorch.",
+                    difference)
         return EagerRunner(model)
     return runner
