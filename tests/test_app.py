@@ -186,7 +186,8 @@ def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_
     """8 clients x 2 requests of one identical photo at once, the app in its own process keeping uploads 15 s."""
     from benchmarks.load_test import get_args_parser, main
     args = get_args_parser().parse_args(["--same-file", "--clients", "8", "--per-client", "2", "--overload", "0",
-                                         "--requests", "0", "--upload-seconds", "15", "--out", str(tmp_path / "load.json")])
+                                         "--requests", "0", "--upload-seconds", "15",
+                                         "--out", str(tmp_path / "load.json")])
     results = main(args)
     r = results["throughput"]
     assert r["same_file"] and r["answered"] == r["requests"] == 16, r["errors"]
