@@ -26,29 +26,33 @@ def compare(run: Path, data, clinical_data) -> dict:
     weights, split = run / "best", run / "split.csv"
     in_source = evaluate(weights, data, clinical_data, split_file=split, split_name="test")["report"]
     held_out = evaluate(weights, data, clinical_data, split_file=split, split_name="held_out")["report"]
-    keys = ("melanoma_auc", "malignant_auc", "macro_auc", "balanced_accuracy_lesions")
+    kept = ("melanoma_auc", "malignant_auc", "macro_auc", "balanced_accuracy_lesions",
+            "melanoma_auc_ci95", "malignant_auc_ci95", "n")
     return {"held_out_source": args["hold_out_source"], "args": args,
-            "in_source_test": {k: in_source[k] for k in keys + ("melanoma_auc_ci95", "malignant_auc_ci95", "n")},
-            "held_out": {k: held_out[k] for k in keys + ("melanoma_auc_ci95", "malignant_auc_ci95", "n")},
+            "in_source_test": {k: in_source[k] for k in kept},
+            "held_out": {k: held_out[k] for k in kept},
             "melanoma_auc_drop": in_source["melanoma_auc"] - held_out["melanoma_auc"],
             "malignant_auc_drop": in_source["malignant_auc"] - held_out["malignant_auc"]}
 
 
 def main(args):
-    record = {name: compare(Path(run), args.data, args.clinical_data) for name, run in (r.split("=", 1) for r in args.run)}
+    runs = (r.split("=", 1) for r in args.run)
+    record = {name: compare(Path(run), args.data, args.clinical_data) for name, run in runs}
     print(json.dumps({n: {k: v for k, v in r.items() if k != "args"} for n, r in record.items()}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     if args.weights:  # the drop beside the shipped figures, where the app's "About the model" reads them
         save_metrics(args.weights, "leave_source_out", {
-            name: {"held_out_source": r["held_out_source"], "melanoma_auc_in_source": r["in_source_test"]["melanoma_auc"],
+            name: {"held_out_source": r["held_out_source"],
+                   "melanoma_auc_in_source": r["in_source_test"]["melanoma_auc"],
                    "melanoma_auc_held_out": r["held_out"]["melanoma_auc"], "melanoma_auc_drop": r["melanoma_auc_drop"]}
             for name, r in record.items()})
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN", help="a run trained with --hold-out-source")
+    p.add_argument("--run", action="append", required=True, metavar="NAME=RUN",
+                   help="a run trained with --hold-out-source")
     p.add_argument("--data", required=True, nargs="+")
     p.add_argument("--clinical-data", nargs="*", default=[])
     p.add_argument("--out", default=None, help="JSON record to write (e.g. weights/comparison/leave_source_out.json)")

@@ -62,9 +62,10 @@ def ablation(weights: Path | str, data: Path | str) -> dict:
     y = test["label"].values[has_meta]
     hidden = outputs_from_disk(model, test[has_meta], pre, spec, hide_metadata=True).logits
 
-    image_only, c_image = fit_head_by_validation(feats["train"], parts["train"]["label"].values, feats["val"], parts["val"]["label"].values)
+    y_train, y_val = parts["train"]["label"].values, parts["val"]["label"].values
+    image_only, c_image = fit_head_by_validation(feats["train"], y_train, feats["val"], y_val)
     with_meta = {name: np.concatenate([feats[name], encode_metadata(parts[name], spec)], 1) for name in parts}
-    image_meta, c_meta = fit_head_by_validation(with_meta["train"], parts["train"]["label"].values, with_meta["val"], parts["val"]["label"].values)
+    image_meta, c_meta = fit_head_by_validation(with_meta["train"], y_train, with_meta["val"], y_val)
 
     answers = {
         "network_with_metadata": softmax(logits["test"][has_meta] / t),

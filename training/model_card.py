@@ -19,9 +19,17 @@ def pct(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def report_header(first_column: str) -> list[str]:
+    """The header of a table of row() lines."""
+    return [f"| {first_column} | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | "
+            "balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
+            "|---|---|---|---|---|---|---|"]
+
+
 def row(name: str, r: dict) -> str:
+    no_lesion = r.get("no_lesion_recall", r.get("no_lesion", {}).get("sensitivity"))
     return (f"| {name} | {pct(r.get('melanoma_auc'))} | {pct(r.get('malignant_auc'))} | {pct(r.get('macro_auc'))} | "
-            f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(r.get('no_lesion_recall', r.get('no_lesion', {}).get('sensitivity')))} | {pct(r.get('ece'))} |")
+            f"{pct(r.get('balanced_accuracy_lesions'))} | {pct(no_lesion)} | {pct(r.get('ece'))} |")
 
 
 def comparison_record(path: Path) -> dict:
@@ -43,13 +51,15 @@ def interval(r: dict, key: str) -> str:
 
 def photo_type_rows(by_type: dict) -> list[str]:
     """One row per photo type: the figures a user of that kind of photo meets (training/evaluate.photo_type_report)."""
-    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma vs other lesions AUC | cancers flagged "
-           "(moderate or high) | benign lesions called high | lesions refused | plain skin called no lesion | photo type recognised |",
+    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma vs other lesions AUC "
+           "| cancers flagged (moderate or high) | benign lesions called high | lesions refused "
+           "| plain skin called no lesion | photo type recognised |",
            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in by_type.items():
-        out.append(f"| {name} | {r['n']} ({r['lesions_patients']}) | {interval(r, 'malignant_auc')} | {interval(r, 'melanoma_auc')} | "
-                   f"{interval(r, 'sensitivity_malignant_flagged')} | {interval(r, 'benign_called_high')} | "
-                   f"{interval(r, 'lesions_refused')} | {interval(r, 'no_lesion_recall')} | {pct(r.get('photo_type_accuracy'))} |")
+        out.append(f"| {name} | {r['n']} ({r['lesions_patients']}) | {interval(r, 'malignant_auc')} "
+                   f"| {interval(r, 'melanoma_auc')} | {interval(r, 'sensitivity_malignant_flagged')} "
+                   f"| {interval(r, 'benign_called_high')} | {interval(r, 'lesions_refused')} "
+                   f"| {interval(r, 'no_lesion_recall')} | {pct(r.get('photo_type_accuracy'))} |")
     return out
 
 
@@ -58,33 +68,46 @@ def leave_source_out_rows(record: dict) -> list[str]:
            "malignant AUC, training sources | malignant AUC, held-out source | drop |", "|---|---|---|---|---|---|---|"]
     for name, r in record.items():
         a, b = r["in_source_test"], r["held_out"]
-        out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} | {r['melanoma_auc_drop']:.3f} | "
-                   f"{interval(a, 'malignant_auc')} | {interval(b, 'malignant_auc')} | {r['malignant_auc_drop']:.3f} |")
+        out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} "
+                   f"| {r['melanoma_auc_drop']:.3f} | {interval(a, 'malignant_auc')} | {interval(b, 'malignant_auc')} "
+                   f"| {r['malignant_auc_drop']:.3f} |")
     return out
 
 
-def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = (), leave_source_out: Path | None = None) -> str:
-    c = read_config(weights)
-    test = c["metrics"]["test"]
-    rep = test["report"]
-    d, t = c.get("data", {}), c.get("training", {})
+def code_list(paths: list[str]) -> str:
+    return ", ".join(f"`{f}`" for f in paths)
+
+
+def data_paragraph(c: dict) -> str:
+    """Where the images come from, how they are split, which metadata is hidden."""
+    d = c.get("data", {})
     folders = d.get("folders", {"dermoscopic": [d.get("source", "?")]})
     hidden = "; ".join(f"{', '.join(v)} in {k}" for k, v in d.get("hidden_metadata", {}).items())
-    out = [f"**Data.** {d.get('rows', '?')} images: dermoscopy from " + ", ".join(f"`{f}`" for f in folders.get("dermoscopic", []))
-           + " (HAM10000 and ISIC archive, plus lesion-free skin patches)"
-           + (", phone photos from " + ", ".join(f"`{f}`" for f in folders["clinical"]) + " (PAD-UFES-20, plus plain-skin "
-              "crops cut from their corners by `python -m training.skin_crops`)" if folders.get("clinical") else "")
-           + f"; split {d.get('split_rule', '')}: " + ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items()) + "."
-           + (f" Metadata whose missingness follows the label is hidden, in training and evaluation: {hidden}." if hidden else ""),
-           "",
-           f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, seed {t.get('seed')}, "
-           f"{round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} (torch {t.get('torch')}); best epoch "
-           f"{t.get('best_epoch')} by validation score. Input {c['preprocessing']['input_size']} px, centre square crop.",
-           "",
-           f"**Dermoscopy test split** ({test['n']} images, never used to choose anything):",
-           "",
-           "| model | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
-           "|---|---|---|---|---|---|---|"]
+    text = (f"**Data.** {d.get('rows', '?')} images: dermoscopy from {code_list(folders.get('dermoscopic', []))}"
+            " (HAM10000 and ISIC archive, plus lesion-free skin patches)")
+    if folders.get("clinical"):
+        text += (f", phone photos from {code_list(folders['clinical'])} (PAD-UFES-20, plus plain-skin "
+                 "crops cut from their corners by `python -m training.skin_crops`)")
+    split = ", ".join(f"{k} {v}" for k, v in d.get("split", {}).items())
+    text += f"; split {d.get('split_rule', '')}: {split}."
+    if hidden:
+        text += f" Metadata whose missingness follows the label is hidden, in training and evaluation: {hidden}."
+    return text
+
+
+def training_paragraph(c: dict) -> str:
+    t = c.get("training", {})
+    return (f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, "
+            f"seed {t.get('seed')}, {round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} "
+            f"(torch {t.get('torch')}); best epoch {t.get('best_epoch')} by validation score. "
+            f"Input {c['preprocessing']['input_size']} px, centre square crop.")
+
+
+def comparison_table(c: dict, teachers: list[Path], compare: list[tuple[str, Path]]) -> list[str]:
+    """The dermoscopy test split: the teachers, the other runs on the same split, then the shipped model."""
+    test = c["metrics"]["test"]
+    out = [f"**Dermoscopy test split** ({test['n']} images, never used to choose anything):", ""]
+    out += report_header("model")
     for teacher in teachers:
         tj = json.loads(Path(teacher).read_text())
         what = tj.get("method", "frozen network + logistic regression")
@@ -96,67 +119,131 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
         out.append(row(name, other["report"]))
         if other.get("tta"):
             out.append(row(f"{name}, 4-flip test-time augmentation", other["tta"]))
-    out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata**", rep))
+    out.append(row(f"**shipped: {c['architecture']['backbone']} + metadata**", test["report"]))
     if "tta" in test:
         out.append(row("shipped, 4-flip test-time augmentation", test["tta"]))
-    ablation, m = c["metrics"].get("metadata_ablation"), test.get("metadata")
+    return out
+
+
+def metadata_rows(c: dict) -> list[str]:
+    """A table of training.metadata_ablation's answers or, without one, two more rows of the comparison table."""
+    ablation, m = c["metrics"].get("metadata_ablation"), c["metrics"]["test"].get("metadata")
     if ablation:
-        out += ["", f"**Metadata** (the {ablation['rows']} test rows that have age, sex and site; `python -m training.metadata_ablation`):",
-                "", "| answer | melanoma AUC | malignant vs benign AUC | macro AUC (4 classes) | balanced acc. (3 lesion classes) | no-lesion recall | ECE |",
-                "|---|---|---|---|---|---|---|",
+        return ["", f"**Metadata** (the {ablation['rows']} test rows that have age, sex and site; "
+                    "`python -m training.metadata_ablation`):", "",
+                *report_header("answer"),
                 row("shipped network, with the metadata", ablation["network_with_metadata"]),
                 row("shipped network, metadata hidden (a photo-only request)", ablation["network_metadata_hidden"]),
-                row("image-only model: a head trained without metadata on the network's image features", ablation["image_only_head"]),
+                row("image-only model: a head trained without metadata on the network's image features",
+                    ablation["image_only_head"]),
                 row("the same kind of head with the metadata added to its input", ablation["image_and_metadata_head"])]
-    elif m:
-        out.append(row(f"the same, only the {m['rows_with_metadata']} test rows with age, sex and site", m["with_metadata"]))
-        out.append(row("those rows with the metadata hidden (image only)", m["metadata_hidden"]))
-    if test.get("by_photo_type"):
-        out += ["", "**By photo type** (test split, answered exactly as the app answers: photo type, per-type temperature, "
-                    "thresholds and gate; 95 % intervals from 1,000 resamples of lesions, or patients for phone photos):", ""]
-        out += photo_type_rows(test["by_photo_type"])
-    if leave_source_out:
-        record = json.loads(Path(leave_source_out).read_text())
-        source = next(iter(record.values()))["held_out_source"]
-        out += ["", f"**Leave-source-out** (the {source} images kept out of training and validation, then tested on; "
-                    "a short protocol, the same for each recipe: `python -m training.leave_source_out`):", ""]
-        out += leave_source_out_rows(record)
-    out += ["",
-            f"95 % bootstrap intervals (1,000 resamples): melanoma AUC {pct(rep['melanoma_auc_ci95'][0])}-{pct(rep['melanoma_auc_ci95'][1])}, "
-            f"malignant AUC {pct(rep['malignant_auc_ci95'][0])}-{pct(rep['malignant_auc_ci95'][1])}.",
-            "",
-            "| class | test images | sensitivity (top class) | specificity | AUC (one vs rest) |", "|---|---|---|---|---|"]
+    if m:
+        with_metadata = f"the same, only the {m['rows_with_metadata']} test rows with age, sex and site"
+        return [row(with_metadata, m["with_metadata"]),
+                row("those rows with the metadata hidden (image only)", m["metadata_hidden"])]
+    return []
+
+
+def photo_type_section(by_type: dict) -> list[str]:
+    return ["", "**By photo type** (test split, answered exactly as the app answers: photo type, per-type temperature, "
+                "thresholds and gate; 95 % intervals from 1,000 resamples of lesions, or patients for phone photos):",
+            "", *photo_type_rows(by_type)]
+
+
+def leave_source_out_section(path: Path) -> list[str]:
+    record = json.loads(Path(path).read_text())
+    source = next(iter(record.values()))["held_out_source"]
+    return ["", f"**Leave-source-out** (the {source} images kept out of training and validation, then tested on; "
+                "a short protocol, the same for each recipe: `python -m training.leave_source_out`):",
+            "", *leave_source_out_rows(record)]
+
+
+def per_class_section(c: dict) -> list[str]:
+    """The bootstrap intervals of the two AUCs, then one row per class."""
+    rep = c["metrics"]["test"]["report"]
+    melanoma, malignant = rep["melanoma_auc_ci95"], rep["malignant_auc_ci95"]
+    out = ["", f"95 % bootstrap intervals (1,000 resamples): melanoma AUC {pct(melanoma[0])}-{pct(melanoma[1])}, "
+               f"malignant AUC {pct(malignant[0])}-{pct(malignant[1])}.",
+           "",
+           "| class | test images | sensitivity (top class) | specificity | AUC (one vs rest) |",
+           "|---|---|---|---|---|"]
     for k in c["classes"]:
         r = rep[k["id"]]
         out.append(f"| {k['name']} | {r['n']} | {pct(r['sensitivity'])} | {pct(r['specificity'])} | {pct(r['auc'])} |")
+    return out
+
+
+def calibration_section(c: dict) -> list[str]:
+    """The temperature, the operating points and the risk levels they make."""
+    rep = c["metrics"]["test"]["report"]
     th = c.get("thresholds", {})
-    out += ["", f"**Calibration.** Temperature {c['calibration']['temperature']:.3f}, fitted on the validation split: "
-                f"test ECE {pct(rep['ece_before_calibration'])} before, {pct(rep['ece'])} after (`weights/reliability.png`).", ""]
-    ops = [(n, rep.get(f"{n}_operating_point")) for n in ("melanoma", "malignant")]
-    out += ["**Operating points** (chosen on the validation split for sensitivity >= 0.90; the app's \"have it checked\" level):", "",
+    out = ["", f"**Calibration.** Temperature {c['calibration']['temperature']:.3f}, fitted on the validation split: "
+               f"test ECE {pct(rep['ece_before_calibration'])} before, {pct(rep['ece'])} after "
+               "(`weights/reliability.png`).", ""]
+    out += ["**Operating points** (chosen on the validation split for sensitivity >= 0.90; "
+            "the app's \"have it checked\" level):", "",
             "| score | threshold | test sensitivity | test specificity |", "|---|---|---|---|"]
-    out += [f"| {n} probability{' (melanoma + other cancer)' if n == 'malignant' else ''} | {o['threshold']:.4f} | {pct(o['sensitivity'])} | {pct(o['specificity'])} |"
-            for n, o in ops if o]
-    out += ["", f"Risk levels: **high** when the melanoma probability >= {th.get('melanoma_high', 0):.3f} or the malignant one >= "
-                f"{th.get('malignant_high', 0):.3f} (validation specificity 0.95); **moderate** at the operating points above; "
+    for name in ("melanoma", "malignant"):
+        o = rep.get(f"{name}_operating_point")
+        if o:
+            what = " (melanoma + other cancer)" if name == "malignant" else ""
+            out.append(f"| {name} probability{what} | {o['threshold']:.4f} | {pct(o['sensitivity'])} "
+                       f"| {pct(o['specificity'])} |")
+    out += ["", f"Risk levels: **high** when the melanoma probability >= {th.get('melanoma_high', 0):.3f} "
+                f"or the malignant one >= {th.get('malignant_high', 0):.3f} (validation specificity 0.95); "
+                "**moderate** at the operating points above; "
                 f"**uncertain** when no class reaches {th.get('uncertain_max_prob', 0.5)}; otherwise **low**."]
-    for name, th_type in th.get("by_photo_type", {}).items():
+    return out
+
+
+def photo_type_thresholds(c: dict) -> list[str]:
+    """A paragraph per photo type that has its own temperature and thresholds."""
+    out = []
+    for name, th_type in c.get("thresholds", {}).get("by_photo_type", {}).items():
         cal = c["calibration"].get("by_photo_type", {}).get(name, {})
-        out += ["", f"**{name.capitalize()} photos** have their own temperature ({cal.get('temperature', 0):.3f}) and thresholds, "
-                    f"fitted on their validation rows: moderate when the malignant probability >= {th_type.get('malignant', 0):.3f} "
-                    f"(sensitivity 0.90), high when it is >= {th_type.get('malignant_high', 0):.3f} or the melanoma one >= "
-                    f"{th_type.get('melanoma_high', 0):.3f} (specificity 0.95); the melanoma \"have it checked\" threshold is that of "
-                    f"dermoscopy, as their validation rows hold too few melanomas to choose one. The photo-type head's answer "
-                    f"picks which set applies."]
-    ood, oos = test.get("ood"), c["metrics"].get("out_of_scope")
-    if ood:
-        out += ["", f"**Out-of-scope gate.** {c['ood']['method']}; threshold {c['ood']['threshold']:.3f} (99th percentile on the "
-                    f"validation split), plus cheap checks: a flat picture, a skin-coloured share under "
-                    f"{c['ood'].get('skin_fraction_min', 0):.3f} (validation 1st percentile) or pixel noise (sharpness over "
-                    f"{c['ood'].get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
-                    f"{ood['test_lesions_refused']:.1%}."
-                + (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
-                   f"`python -m training.ood_check`)." if oos else "")]
+        out += ["", f"**{name.capitalize()} photos** have their own temperature ({cal.get('temperature', 0):.3f}) "
+                    "and thresholds, fitted on their validation rows: moderate when the malignant probability >= "
+                    f"{th_type.get('malignant', 0):.3f} (sensitivity 0.90), high when it is >= "
+                    f"{th_type.get('malignant_high', 0):.3f} or the melanoma one >= "
+                    f"{th_type.get('melanoma_high', 0):.3f} (specificity 0.95); the melanoma \"have it checked\" "
+                    "threshold is that of dermoscopy, as their validation rows hold too few melanomas to choose one. "
+                    "The photo-type head's answer picks which set applies."]
+    return out
+
+
+def ood_section(c: dict) -> list[str]:
+    """The out-of-scope gate, its lesions wrongly refused and (training.ood_check) its non-skin pictures refused."""
+    ood, oos = c["metrics"]["test"].get("ood"), c["metrics"].get("out_of_scope")
+    if not ood:
+        return []
+    gate = c["ood"]
+    text = (f"**Out-of-scope gate.** {gate['method']}; threshold {gate['threshold']:.3f} (99th percentile on the "
+            "validation split), plus cheap checks: a flat picture, a skin-coloured share under "
+            f"{gate.get('skin_fraction_min', 0):.3f} (validation 1st percentile) or pixel noise (sharpness over "
+            f"{gate.get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
+            f"{ood['test_lesions_refused']:.1%}.")
+    if oos:
+        text += (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
+                 "`python -m training.ood_check`).")
+    return ["", text]
+
+
+def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = (),
+         leave_source_out: Path | None = None) -> str:
+    """The full model card (docs/model_card.md), section by section."""
+    c = read_config(weights)
+    by_type = c["metrics"]["test"].get("by_photo_type")
+    out = [data_paragraph(c), "", training_paragraph(c), ""]
+    out += comparison_table(c, teachers, compare)
+    out += metadata_rows(c)
+    if by_type:
+        out += photo_type_section(by_type)
+    if leave_source_out:
+        out += leave_source_out_section(leave_source_out)
+    out += per_class_section(c)
+    out += calibration_section(c)
+    out += photo_type_thresholds(c)
+    out += ood_section(c)
     return "\n".join(out)
 
 
@@ -170,11 +257,12 @@ def summary(weights: Path, leave_source_out: Path | None = None) -> str:
             ("cancers flagged (moderate or high risk)", "sensitivity_malignant_flagged"),
             ("benign lesions called high risk", "benign_called_high"), ("benign lesions flagged", "benign_flagged"),
             ("lesions refused as out of scope", "lesions_refused"), ("plain skin called no lesion", "no_lesion_recall")]
-    out = ["| test split | " + " | ".join(f"{names.get(n, n)} ({r['n']} images, {r['lesions_patients']} "
-                                         f"{'patients' if n == 'clinical' else 'lesions'})" for n, r in by_type.items()) + " |",
-           "|---|" + "---|" * len(by_type)]
+    columns = [f"{names.get(n, n)} ({r['n']} images, {r['lesions_patients']} "
+               f"{'patients' if n == 'clinical' else 'lesions'})" for n, r in by_type.items()]
+    out = ["| test split | " + " | ".join(columns) + " |", "|---|" + "---|" * len(by_type)]
     out += [f"| {label} | " + " | ".join(interval(r, key) for r in by_type.values()) + " |" for label, key in rows]
-    out.append("| photo type recognised | " + " | ".join(pct(r.get("photo_type_accuracy")) for r in by_type.values()) + " |")
+    recognised = " | ".join(pct(r.get("photo_type_accuracy")) for r in by_type.values())
+    out.append(f"| photo type recognised | {recognised} |")
     oos = c["metrics"].get("out_of_scope")
     if oos:
         out += ["", f"Pictures that are not skin refused: {oos['refused']} of {oos['images']}."]
@@ -198,5 +286,5 @@ if __name__ == "__main__":
     if a.summary:
         print(summary(Path(a.weights), a.leave_source_out))
     else:
-        print(card(Path(a.weights), [Path(t) for t in a.teacher], [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)],
-                   a.leave_source_out))
+        compare = [(n, Path(d)) for n, d in (x.split("=", 1) for x in a.compare)]
+        print(card(Path(a.weights), [Path(t) for t in a.teacher], compare, a.leave_source_out))

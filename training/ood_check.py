@@ -18,8 +18,9 @@ from PIL import Image, ImageDraw
 from model import load_classifier
 from model.checkpoint import save_metrics
 
-SKIMAGE = ["astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee", "coins", "colorwheel",
-           "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo", "moon", "page", "rocket", "text"]
+SKIMAGE = ["astronaut", "brick", "camera", "cat", "chelsea", "checkerboard", "clock", "coffee", "coins",
+           "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo", "moon",
+           "page", "rocket", "text"]
 
 
 def natural_images() -> dict[str, Image.Image]:
@@ -50,7 +51,8 @@ def synthetic_images(seed: int = 0) -> dict[str, Image.Image]:
     out["noise_uniform"] = Image.fromarray(rng.integers(0, 256, (320, 320, 3), dtype=np.uint8))
     out["noise_gaussian"] = Image.fromarray(np.clip(rng.normal(128, 40, (320, 320, 3)), 0, 255).astype(np.uint8))
     g = np.linspace(0, 255, 320, dtype=np.uint8)
-    out["gradient"] = Image.fromarray(np.stack([np.tile(g, (320, 1)), np.tile(g[:, None], (1, 320)), np.full((320, 320), 90, np.uint8)], -1))
+    channels = [np.tile(g, (320, 1)), np.tile(g[:, None], (1, 320)), np.full((320, 320), 90, np.uint8)]
+    out["gradient"] = Image.fromarray(np.stack(channels, -1))
     doc = Image.new("RGB", (400, 520), "white")
     d = ImageDraw.Draw(doc)
     for y in range(30, 500, 18):
@@ -76,9 +78,10 @@ def main(args):
     clf = load_classifier(args.weights)
     images = natural_images() | synthetic_images()
     results = clf.predict_batch(list(images.values()))
-    refused = {n: not r.in_scope for n, r in zip(images, results)}
+    refused = {n: not r.in_scope for n, r in zip(images, results, strict=True)}
     passed = [n for n, v in refused.items() if not v]
-    figures = {"images": len(images), "refused": sum(refused.values()), "refused_share": sum(refused.values()) / len(images),
+    figures = {"images": len(images), "refused": sum(refused.values()),
+               "refused_share": sum(refused.values()) / len(images),
                "not_refused": passed,
                "photo_types": {t: sum(r.photo_type == t for r in results) for t in clf.photo_types}}
     print(json.dumps(figures, indent=1))

@@ -41,8 +41,8 @@ class PhoneStyle:
         image = mask * spot + (1 - mask) * skin * (1 + grain)
         # 3. mild perspective: a phone is held at an angle, a dermatoscope pressed flat
         corners = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]]
-        moved = [[x + random.uniform(-1, 1) * self.perspective * w / 2, y + random.uniform(-1, 1) * self.perspective * h / 2]
-                 for x, y in corners]
+        moved = [[x + random.uniform(-1, 1) * self.perspective * w / 2,
+                  y + random.uniform(-1, 1) * self.perspective * h / 2] for x, y in corners]
         image = TF.perspective(image, corners, moved, fill=skin.flatten().tolist())
         # 4. uneven light (a gradient across the photo) and a colour cast (white balance)
         angle = random.uniform(0, 2 * math.pi)

