@@ -4,13 +4,14 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
+
+from benchmarks.app_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -104,12 +105,6 @@ def example_images() -> pd.DataFrame:
     ex = pd.read_csv(EXAMPLES / "examples.csv", dtype=str, keep_default_na=False)
     ex["path"] = [str(EXAMPLES / f) for f in ex["file"]]
     return ex
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
