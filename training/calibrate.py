@@ -132,12 +132,17 @@ def data_record(args, df: pd.DataFrame, split: pd.Series) -> dict:
                        "(Pacheco et al. 2020), CC BY 4.0; see README"}
 
 
+def training_command(run: Path) -> str | None:
+    """The command that trained the run (RUN/command.txt, written by training.train), if it is there."""
+    path = run / COMMAND_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
 def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test."""
     model, config, _ = load_model(run / "best")
     sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
-    if command is None and (run / COMMAND_FILE).is_file():
-        command = (run / COMMAND_FILE).read_text().strip()
+    command = command or training_command(run)
     config.update(**sections, training=training_record(config, args, seconds, command),
                   data=data_record(args, df, split))
     out = Path(out or run / "weights")
@@ -158,7 +163,7 @@ def main(args):
     split = df["image_id"].map(split).rename("split")
     cache = load_images(df["path"], cache_side(train_args))
     summary = pd.read_csv(run / "summary.csv")
-    command = (run / COMMAND_FILE).read_text().strip() if (run / COMMAND_FILE).is_file() else None
+    command = training_command(run)
     finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),
              command=f"{command}; python -m training.calibrate --run {run}" if command else None)
 
