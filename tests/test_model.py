@@ -282,3 +282,32 @@ def test_natural_photo_is_refused(shipped):
 def test_lesions_are_in_scope(shipped, example_images):
     results = shipped.predict_batch(list(example_images["path"]))
     assert sum(r.in_scope for r in results) >= len(results) - 1
+
+
+
+def test_shades_of_gray_removes_a_colour_cast(example_images):
+    """The same photo under a warm and a cold light: colour constancy brings the two close, and leaves an image
+    whose illuminant is already grey as it was."""
+    from torchvision.transforms.v2 import functional as F
+
+    from model.image import eval_transform, open_image, shades_of_gray
+    image = F.pil_to_tensor(open_image(example_images["path"][0]).resize((96, 96)))
+
+    def cast(gains):
+        return (image.float() * torch.tensor(gains).view(3, 1, 1)).clamp(0, 255).to(torch.uint8)
+
+    warm, cold = cast([1.0, 0.85, 0.6]), cast([0.7, 0.85, 1.0])
+    before = (warm.float() - cold.float()).abs().mean()
+    after = (shades_of_gray(warm).float() - shades_of_gray(cold).float()).abs().mean()
+    assert after < 0.3 * before
+    neutral = shades_of_gray(image)
+    assert (shades_of_gray(neutral).float() - neutral.float()).abs().max() <= 2
+
+    def gap(pre):
+        """How far apart the warm and the cold photo are after the inference transform."""
+        transform = eval_transform(pre)
+        return (transform(F.to_pil_image(warm)) - transform(F.to_pil_image(cold))).abs().mean()
+
+    # the inference transform applies it only when config.json's preprocessing asks for it
+    pre = {"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bilinear"}
+    assert gap({**pre, "color_constancy": 6}) < 0.3 * gap(pre)

@@ -257,9 +257,11 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     from training.train import main
     phone = _phone_fixture(fixture_data, tmp_path / "phone")
     run = tmp_path / "run"
-    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--restyle", "0.5", "--clinical-repeat", "2"))
+    main(train_args(fixture_data, run, "--clinical-data", str(phone), "--restyle", "0.5", "--clinical-repeat", "2",
+                    "--color-constancy", "6", "--photo-type-detach"))
     config = json.loads((run / "weights" / "config.json").read_text())
     assert config["photo_types"] == ["dermoscopic", "clinical"]
+    assert config["preprocessing"]["color_constancy"] == 6
     for section in ("calibration", "thresholds", "ood"):
         assert set(config[section]["by_photo_type"]) == {"clinical"}, section
     assert config["thresholds"]["by_photo_type"]["clinical"]["malignant"] > 0
@@ -293,3 +295,19 @@ def test_leave_source_out(fixture_data, tmp_path):
     assert record["held_out"]["n"] == held.sum() and record["in_source_test"]["n"] == (split["split"] == "test").sum()
     drop = record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"]
     assert record["melanoma_auc_drop"] == pytest.approx(drop)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_photo_type_detach_keeps_the_backbone_out_of_the_photo_type_loss(detach):
+    from model import MetadataSpec, ModelArgs, SkinLesionNet
+    from training.train import Student
+    torch.manual_seed(0)
+    spec = MetadataSpec()
+    model = SkinLesionNet(ModelArgs(meta_dim=spec.dim, photo_types=2))
+    student = Student(model, torch.nn.Identity(), detach_photo_type=detach)
+    meta = torch.tensor([spec.unknown()] * 2)
+    _, _, photo_logits = student(torch.randn(2, 3, 64, 64), meta)
+    torch.nn.functional.cross_entropy(photo_logits, torch.tensor([0, 1])).backward()
+    backbone = [p.grad for p in model.backbone.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert model.photo_head.weight.grad.abs().sum() > 0
+    assert (len(backbone) == 0) == detach

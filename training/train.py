@@ -66,11 +66,14 @@ def setup_distributed():
     return rank, dist.get_world_size(), torch.device("cpu")
 
 
-def preprocessing(model: SkinLesionNet, size: int) -> dict:
+def preprocessing(model: SkinLesionNet, size: int, color_constancy: int = 0) -> dict:
     import timm
     cfg = timm.data.resolve_model_data_config(model.backbone)
-    return {"input_size": size, "mean": list(cfg["mean"]), "std": list(cfg["std"]),
-            "interpolation": cfg["interpolation"], "resize": "centre square crop, then resize"}
+    pre = {"input_size": size, "mean": list(cfg["mean"]), "std": list(cfg["std"]),
+           "interpolation": cfg["interpolation"], "resize": "centre square crop, then resize"}
+    if color_constancy:
+        pre["color_constancy"] = color_constancy
+    return pre
 
 
 def load_init(model: SkinLesionNet, path: str):
@@ -101,15 +104,16 @@ def load_init(model: SkinLesionNet, path: str):
 
 class Student(torch.nn.Module):
     """The network plus the projection of its features onto the teacher's: one module, so DDP syncs both.
-    Returns (class logits, projected features, photo-type logits or None)."""
+    Returns (class logits, projected features, photo-type logits or None). With `detach_photo_type` the
+    photo-type head learns from the features without shaping them."""
 
-    def __init__(self, model: SkinLesionNet, projector: torch.nn.Module):
+    def __init__(self, model: SkinLesionNet, projector: torch.nn.Module, detach_photo_type: bool = False):
         super().__init__()
-        self.model, self.projector = model, projector
+        self.model, self.projector, self.detach_photo_type = model, projector, detach_photo_type
 
     def forward(self, image, meta):
         features = self.model.forward_features(image)
-        photo_logits = self.model.forward_photo_type(features)
+        photo_logits = self.model.forward_photo_type(features.detach() if self.detach_photo_type else features)
         return self.model.forward_head(features, meta), self.projector(features), photo_logits
 
 
@@ -318,7 +322,7 @@ def main(args):
                                     photo_types=photo_types)).to(device)
     if args.init:
         load_init(model, args.init)
-    pre = preprocessing(model, args.size)
+    pre = preprocessing(model, args.size, args.color_constancy)
     cache = load_images(df["path"], cache_side(args))
     ds_train, ds_val = make_datasets(args, df, split, cache, pre, spec)
     loader, sampler = make_loader(args, ds_train, rank, world, device)
@@ -331,7 +335,7 @@ def main(args):
     projector = projector.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    student = Student(model, projector)
+    student = Student(model, projector, args.photo_type_detach)
     net = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     from timm.utils import ModelEmaV3
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
@@ -404,6 +408,10 @@ def get_args_parser():
     p.add_argument("--restyle", type=float, default=0.0,
                    help="chance of making a dermoscopic training image look like a phone photo")
     p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
+    p.add_argument("--photo-type-detach", action="store_true",
+                   help="the photo-type head learns from the image features without changing them")
+    p.add_argument("--color-constancy", type=int, default=0,
+                   help="Shades of Gray colour constancy with this p-norm, in training and inference (0 = off)")
     p.add_argument("--split-from", default=None,
                    help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
     p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
