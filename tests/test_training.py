@@ -262,6 +262,7 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     config = json.loads((run / "weights" / "config.json").read_text())
     assert config["photo_types"] == ["dermoscopic", "clinical"]
     assert config["preprocessing"]["color_constancy"] == 6
+    assert 0 <= config["photo_type"]["val_accuracy_refit_head"] <= 1
     for section in ("calibration", "thresholds", "ood"):
         assert set(config[section]["by_photo_type"]) == {"clinical"}, section
     assert config["thresholds"]["by_photo_type"]["clinical"]["malignant"] > 0
@@ -311,3 +312,33 @@ def test_photo_type_detach_keeps_the_backbone_out_of_the_photo_type_loss(detach)
     backbone = [p.grad for p in model.backbone.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     assert model.photo_head.weight.grad.abs().sum() > 0
     assert (len(backbone) == 0) == detach
+
+
+def test_a_better_photo_type_head_replaces_the_trained_one():
+    """On features where one direction tells the photo type, a trained head that reads the wrong direction is
+    replaced by the refitted one, which then answers from the network; a head that is already right stays."""
+    from model import MetadataSpec, ModelArgs, SkinLesionNet
+    from training.calibrate import choose_photo_head
+    from training.inference import Outputs
+    rng = np.random.default_rng(0)
+    model = SkinLesionNet(ModelArgs(meta_dim=MetadataSpec().dim, photo_types=2))
+    d = model.feature_dim
+
+    def outputs(n):
+        kind = rng.integers(0, 2, n)
+        x = rng.standard_normal((n, d)).astype(np.float32)
+        x[:, 0] += 4 * kind
+        return Outputs(x, np.zeros((n, 4), np.float32), None), kind
+
+    (train, kind_tr), (val, kind_va) = outputs(3000), outputs(300)
+    for right in (False, True):
+        with torch.no_grad():
+            model.photo_head.weight.zero_()
+            model.photo_head.weight[1, 0 if right else 1] = 1.0
+            model.photo_head.bias.copy_(torch.tensor([0.0, -2.0 if right else 0.0]))
+        val.photo_logits = model.photo_head(torch.from_numpy(val.features)).detach().numpy()
+        record = choose_photo_head(model, train, val, kind_tr, kind_va)
+        assert (record["head"] == "as trained") == right, record
+        accuracy = (model.photo_head(torch.from_numpy(val.features)).argmax(1).numpy() == kind_va).mean()
+        assert accuracy == pytest.approx(max(record["val_accuracy_trained_head"], record["val_accuracy_refit_head"]))
+        assert accuracy > 0.85

@@ -10,6 +10,8 @@
   percentile of the validation distances, so ~1 % of real lesions would be refused.
 Each is fitted per photo type (dermoscopic, clinical) on that type's validation rows; config.json keeps the
 dermoscopic values at the top of each section and the others under "by_photo_type".
+- photo-type head: a logistic regression on the train split's features is fitted beside the trained head, and
+  the one more accurate on validation is kept (config.json's "photo_type" section says which).
 The test split is touched only by training/evaluate.py, which runs last.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ from model.image import eval_transform, open_image
 from model.quality import check
 from training.data import PHOTO_TYPES, SkinDataset, cache_side, load_images, read_sources
 from training.evaluate import evaluate
-from training.fitting import fit_temperature, softmax
+from training.fitting import fit_linear_head, fit_temperature, softmax
 from training.inference import network_outputs
 from training.metrics import malignant_scores, melanoma_scores, threshold_for_sensitivity, threshold_for_specificity
 
@@ -60,6 +62,20 @@ def fit_thresholds(y, p, base: dict | None = None) -> dict:
             "melanoma_high": max(base["melanoma_high"], melanoma_high)}
 
 
+def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
+    """Keep the trained photo-type head, or replace it by a logistic regression on the train features when that
+    is more accurate on validation. Returns config.json's "photo_type" section."""
+    trained = float((val.photo_logits.argmax(1) == kind_va).mean())
+    weight, bias = fit_linear_head(train.features, kind_tr)
+    refit = float(((val.features @ weight.T + bias).argmax(1) == kind_va).mean())
+    if refit > trained:
+        with torch.no_grad():
+            model.photo_head.weight.copy_(torch.from_numpy(weight))
+            model.photo_head.bias.copy_(torch.from_numpy(bias))
+    return {"head": "logistic regression on the train features" if refit > trained else "as trained",
+            "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
+
+
 def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
     validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
@@ -81,6 +97,8 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
                 "ood": {"method": f"Mahalanobis distance to the nearest (class, photo type) centre, whitened PCA "
                                   f"({ood.COMPONENTS} components) of the train-split backbone features",
                         "quantile_on_val": ood.QUANTILE}}
+    if train.photo_logits is not None and len(set(kind_tr)) > 1 and len(set(kind_va)) > 1:
+        sections["photo_type"] = choose_photo_head(model, train, val, kind_tr, kind_va)
     for k, name in enumerate(PHOTO_TYPES):
         m = kind_va == k
         if not m.any():
