@@ -152,9 +152,12 @@ class Classifier:
         pils, x, meta = self._prepare(images, ages, sexes, sites)
         maps, feats, logits = self.runner(x, meta)
         types = self._photo_types(feats)
-        temperature = torch.tensor([[self.fitted("calibration", t).get("temperature", 1.0)] for t in types],
-                                   device=logits.device)
-        logits = logits.float() / temperature
+        calibration = [self.fitted("calibration", t) for t in types]
+        temperature = torch.tensor([[c.get("temperature", 1.0)] for c in calibration], device=logits.device)
+        # the label-mix offset of a photo type whose network was trained with one (training/train.py)
+        offset = torch.tensor([c.get("logit_offset", [0.0] * len(self.classes)) for c in calibration],
+                              device=logits.device)
+        logits = (logits.float() + offset) / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(feats)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))

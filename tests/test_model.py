@@ -270,6 +270,13 @@ def test_predict_uses_the_temperature_of_the_photo_type(classifier, example_imag
     assert clf.predict(photo).probabilities == pytest.approx(plain.probabilities, abs=1e-6)
     clf.config["calibration"]["by_photo_type"] = {plain.photo_type: {"temperature": 100.0}}
     assert max(clf.predict(photo).probabilities.values()) < max(plain.probabilities.values())
+    # a label-mix offset (weights trained with --type-prior) moves the probabilities of its own type only
+    shift = [0.0, 0.0, 0.0, 0.0]
+    shift[clf.classes.index("other_cancer")] = 3.0
+    clf.config["calibration"]["by_photo_type"] = {other: {"logit_offset": shift}}
+    assert clf.predict(photo).probabilities == pytest.approx(plain.probabilities, abs=1e-6)
+    clf.config["calibration"]["by_photo_type"] = {plain.photo_type: {"logit_offset": shift}}
+    assert clf.predict(photo).probabilities["other_cancer"] > 10 * plain.probabilities["other_cancer"]
 
 
 def test_natural_photo_is_refused(shipped):

@@ -8,10 +8,10 @@
 - out-of-scope gate: Mahalanobis distance of the backbone's pooled features to the nearest (class, photo type)
   centre, in a whitened PCA space of the within-group covariance (train split); the threshold is the 99th
   percentile of the validation distances, so ~1 % of real lesions would be refused.
-Each is fitted per photo type (dermoscopic, clinical) on that type's validation rows; config.json keeps the
-dermoscopic values at the top of each section and the others under "by_photo_type".
 - photo-type head: a logistic regression on the train split's features is fitted beside the trained head, and
   the one more accurate on validation is kept (config.json's "photo_type" section says which).
+The first three are fitted per photo type (dermoscopic, clinical) on that type's validation rows; config.json
+keeps the dermoscopic values at the top of each section and the others under "by_photo_type".
 The test split is touched only by training/evaluate.py, which runs last.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -76,9 +77,11 @@ def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
-def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
+def calibrate(model, df, split, cache, spec, pre, offsets: dict | None = None) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
-    validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
+    validation split, per photo type where the data has more than one (the first type's values are the defaults).
+    `offsets`: a photo type's label-mix logit offset, when the network was trained with them (--type-prior);
+    that type's logits get it before anything is fitted, and so does the app."""
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
@@ -103,9 +106,11 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
         m = kind_va == k
         if not m.any():
             continue
-        t = fit_temperature(val.logits[m], y_va[m])
-        p = softmax(val.logits[m] / t)
-        fitted = {"calibration": {"temperature": t},
+        offset = (offsets or {}).get(name)
+        logits = val.logits[m] + (0.0 if offset is None else np.array(offset, dtype=np.float32))
+        t = fit_temperature(logits, y_va[m])
+        p = softmax(logits / t)
+        fitted = {"calibration": {"temperature": t, **({} if offset is None else {"logit_offset": offset})},
                   "thresholds": fit_thresholds(y_va[m], p, None if k == 0 else sections["thresholds"]),
                   "ood": ood.fit_limits(d_va[m], [check(open_image(path)) for path in paths_va[m]])}
         for section, values in fitted.items():
@@ -159,7 +164,8 @@ def training_command(run: Path) -> str | None:
 def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test."""
     model, config, _ = load_model(run / "best")
-    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
+    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"],
+                                      config.pop("label_mix_offsets", None))
     command = command or training_command(run)
     config.update(**sections, training=training_record(config, args, seconds, command),
                   data=data_record(args, df, split))

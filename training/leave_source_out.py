@@ -36,7 +36,7 @@ def compare(run: Path, data, clinical_data) -> dict:
 
 
 def main(args):
-    runs = (r.split("=", 1) for r in args.run)
+    runs = (r.rsplit("=", 1) for r in args.run)  # a name may hold "=", a path seldom does
     record = {name: compare(Path(run), args.data, args.clinical_data) for name, run in runs}
     print(json.dumps({n: {k: v for k, v in r.items() if k != "args"} for n, r in record.items()}, indent=1))
     if args.out:

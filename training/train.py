@@ -146,7 +146,18 @@ def hold_out(df, split, source: str, run: Path):
     return split
 
 
-def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank):
+def type_prior_offsets(labels: np.ndarray, kinds: np.ndarray, classes: int) -> torch.Tensor:
+    """(photo types, classes): log p(class | photo type) - log p(class | dermoscopic) over the training draws
+    (add-one smoothed). Added to the logits of the loss, it lets the label mix of each kind of photo be a
+    bias of its own, so the image features need not learn "looks like a phone photo" to fit the phone photos'
+    mix of labels."""
+    counts = np.stack([np.bincount(labels[kinds == k], minlength=classes) for k in range(len(PHOTO_TYPES))])
+    log_prior = np.log((counts + 1) / (counts + 1).sum(1, keepdims=True))
+    return torch.from_numpy((log_prior - log_prior[:1]).astype(np.float32))
+
+
+def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank,
+                    offsets=None):
     student.train()
     if device.type == "cuda":
         autocast = torch.autocast("cuda", dtype=torch.bfloat16)
@@ -161,6 +172,8 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
         meta, label, photo_type = meta.to(device), label.to(device), photo_type.to(device)
         with autocast:
             logits, projected, photo_logits = student(image, meta)
+            if offsets is not None:  # a restyled dermoscopic image (photo type IGNORE) keeps dermoscopy's mix
+                logits = logits + offsets[photo_type.clamp(min=0)]
             ce = F.cross_entropy(logits.float(), label, weight=class_w)
             loss, parts = ce, {"ce": ce.item()}
             if photo_logits is not None and (photo_type != IGNORE).any():
@@ -188,11 +201,13 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def predict_probs(model, dataset, device) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(labels, class probabilities, predicted photo-type index or None) over a data set."""
+def predict_probs(model, dataset, device, offsets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels, class probabilities, predicted photo-type index or None) over a data set; `offsets` (label-mix
+    offsets by photo type) are added by each row's own photo type."""
     out = network_outputs(model, dataset, device, VAL_BATCH)
     types = None if out.photo_logits is None else out.photo_logits.argmax(1)
-    return dataset.labels.numpy(), softmax(out.logits), types
+    logits = out.logits if offsets is None else out.logits + offsets.cpu().numpy()[dataset.photo_types.numpy()]
+    return dataset.labels.numpy(), softmax(logits), types
 
 
 def validation_row(ds_val, y, p, types) -> dict:
@@ -344,6 +359,12 @@ def main(args):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(len(loader), steps // 10)))
     class_w = class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))
     class_w = torch.from_numpy(class_w).to(device)
+    offsets = None
+    if args.type_prior and photo_types:
+        base = ds_train.dataset
+        offsets = type_prior_offsets(base.labels[ds_train.indices].numpy(), base.photo_types[ds_train.indices].numpy(),
+                                     len(CLASSES)).to(device)
+        print("label-mix offsets by photo type:", offsets.tolist())
     start, best = 0, -1.0
     if args.resume:
         start, best = resume(run, device, model, ema, projector, optimizer, scheduler)
@@ -352,16 +373,19 @@ def main(args):
         (run / COMMAND_FILE).write_text(command_line(vars(args)) + "\n")
     config = {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
               **({"photo_types": PHOTO_TYPES} if photo_types else {})}
+    if offsets is not None:  # read by calibration, which moves them into config["calibration"]
+        config["label_mix_offsets"] = {name: offsets[k].tolist() for k, name in enumerate(PHOTO_TYPES) if k}
 
     t_start = time.time()
     for epoch in range(start, args.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
         t0 = time.time()
-        stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank)
+        stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank,
+                                offsets)
         train_s = time.time() - t0
         if rank == 0:
-            val = validation_row(ds_val, *predict_probs(ema.module, ds_val, device))
+            val = validation_row(ds_val, *predict_probs(ema.module, ds_val, device, offsets))
             append_summary(run, {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
                                  "lr": optimizer.param_groups[0]["lr"],
                                  "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
@@ -408,6 +432,8 @@ def get_args_parser():
     p.add_argument("--restyle", type=float, default=0.0,
                    help="chance of making a dermoscopic training image look like a phone photo")
     p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
+    p.add_argument("--type-prior", action="store_true",
+                   help="train with each photo type's label mix as a logit offset (see type_prior_offsets)")
     p.add_argument("--photo-type-detach", action="store_true",
                    help="the photo-type head learns from the image features without changing them")
     p.add_argument("--color-constancy", type=int, default=0,
