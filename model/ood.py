@@ -21,9 +21,10 @@ import torch
 from .quality import Quality
 
 COMPONENTS = 256          # whitened PCA components of the distance
+# the share of real lesions each limit may refuse; together at most 2 %, the most the project allows
 QUANTILE = 0.99           # validation distances under the threshold: ~1 % of real lesions refused
-SKIN_QUANTILE = 0.01      # validation skin-coloured share under the limit
-SHARPNESS_QUANTILE = 0.995  # validation sharpness (pixel noise) under the limit
+SKIN_QUANTILE = 0.005     # validation skin-coloured share under the limit: ~0.5 %
+SHARPNESS_QUANTILE = 0.995  # validation sharpness (pixel noise) over the limit: ~0.5 %
 
 
 def fit(features: np.ndarray, groups: np.ndarray, components: int = COMPONENTS) -> dict[str, torch.Tensor]:
@@ -62,7 +63,7 @@ def lower_limit(values, q: float) -> float:
 
 def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, float]:
     """The limits of one photo type from its validation images: the distance threshold and the cheap checks'
-    limits (skin-coloured share at its 1st percentile, sharpness at its 99.5th)."""
+    limits (skin-coloured share at its 0.5th percentile, sharpness at its 99.5th)."""
     return {"threshold": upper_limit(distances, QUANTILE),
             "skin_fraction_min": lower_limit([q.skin_fraction for q in qualities], SKIN_QUANTILE),
             "sharpness_max": upper_limit([q.sharpness for q in qualities], SHARPNESS_QUANTILE)}
