@@ -97,10 +97,24 @@ def data_paragraph(c: dict) -> str:
 
 def training_paragraph(c: dict) -> str:
     t = c.get("training", {})
+    constancy = c["preprocessing"].get("color_constancy")
     return (f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, "
             f"seed {t.get('seed')}, {round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} "
             f"(torch {t.get('torch')}); best epoch {t.get('best_epoch')} by validation score. "
-            f"Input {c['preprocessing']['input_size']} px, centre square crop.")
+            f"Input {c['preprocessing']['input_size']} px, centre square crop"
+            + (f", Shades of Gray colour constancy (p={constancy})." if constancy else ".")
+            + photo_head_sentence(c))
+
+
+def photo_head_sentence(c: dict) -> str:
+    """Which photo-type head calibration kept (training/calibrate.py), with its validation accuracy."""
+    head = c.get("photo_type")
+    if not head:
+        return ""
+    kept = max(head["val_accuracy_trained_head"], head["val_accuracy_refit_head"])
+    return (f" Photo-type head: {head['head']} (validation accuracy {kept:.1%}; the trained head "
+            f"{head['val_accuracy_trained_head']:.1%}, a logistic regression on the train features "
+            f"{head['val_accuracy_refit_head']:.1%}).")
 
 
 def comparison_table(c: dict, teachers: list[Path], compare: list[tuple[str, Path]]) -> list[str]:
