@@ -5,15 +5,8 @@ A picture is refused (Prediction.in_scope False, risk "out_of_scope") when a che
 too little skin colour, pixel noise) or when its backbone features lie far from every training group: the
 Mahalanobis distance to the nearest (class, photo type) centre, in a whitened PCA space of the within-group
 covariance of the train split, above the 99th percentile of the validation distances of its photo type.
-
-Each limit is a finite-sample (conformal) quantile of the validation values: the k-th smallest of n with
-k = ceil((n + 1) q). A plain empirical quantile refuses more new pictures than it promises when a photo type
-has few validation images (about 2.5 % instead of 1 % at n = 60); this one refuses no more than 1 - q of
-them on average, or 1 / (n + 1) when n is too small for that (at n = 60 the limit is the largest value).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -21,10 +14,9 @@ import torch
 from .quality import Quality
 
 COMPONENTS = 256          # whitened PCA components of the distance
-# the share of real lesions each limit may refuse; together at most 2 %, the most the project allows
 QUANTILE = 0.99           # validation distances under the threshold: ~1 % of real lesions refused
-SKIN_QUANTILE = 0.005     # validation skin-coloured share under the limit: ~0.5 %
-SHARPNESS_QUANTILE = 0.995  # validation sharpness (pixel noise) over the limit: ~0.5 %
+SKIN_QUANTILE = 0.01      # validation skin-coloured share under the limit
+SHARPNESS_QUANTILE = 0.995  # validation sharpness (pixel noise) under the limit
 
 
 def fit(features: np.ndarray, groups: np.ndarray, components: int = COMPONENTS) -> dict[str, torch.Tensor]:
@@ -50,23 +42,12 @@ def distance(features: torch.Tensor, tensors: dict[str, torch.Tensor]) -> torch.
     return torch.sqrt(d.min(1).values / z.shape[1])
 
 
-def upper_limit(values, q: float) -> float:
-    """A limit that at most a share 1 - q of new values exchangeable with `values` exceed, on average."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    return float(x[min(math.ceil((len(x) + 1) * q), len(x)) - 1])
-
-
-def lower_limit(values, q: float) -> float:
-    """A limit that at most a share q of new values fall below, on average."""
-    return -upper_limit(-np.asarray(values, dtype=np.float64), 1 - q)
-
-
 def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, float]:
     """The limits of one photo type from its validation images: the distance threshold and the cheap checks'
-    limits (skin-coloured share at its 0.5th percentile, sharpness at its 99.5th)."""
-    return {"threshold": upper_limit(distances, QUANTILE),
-            "skin_fraction_min": lower_limit([q.skin_fraction for q in qualities], SKIN_QUANTILE),
-            "sharpness_max": upper_limit([q.sharpness for q in qualities], SHARPNESS_QUANTILE)}
+    limits (skin-coloured share at its 1st percentile, sharpness at its 99.5th)."""
+    return {"threshold": float(np.quantile(distances, QUANTILE)),
+            "skin_fraction_min": float(np.quantile([q.skin_fraction for q in qualities], SKIN_QUANTILE)),
+            "sharpness_max": float(np.quantile([q.sharpness for q in qualities], SHARPNESS_QUANTILE))}
 
 
 def cheap_checks_pass(q: Quality, limits: dict) -> bool:

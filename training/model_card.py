@@ -233,7 +233,7 @@ def ood_section(c: dict) -> list[str]:
     gate = c["ood"]
     text = (f"**Out-of-scope gate.** {gate['method']}; threshold {gate['threshold']:.3f} (99th percentile on the "
             "validation split), plus cheap checks: a flat picture, a skin-coloured share under "
-            f"{gate.get('skin_fraction_min', 0):.3f} (validation 0.5th percentile) or pixel noise (sharpness over "
+            f"{gate.get('skin_fraction_min', 0):.3f} (validation 1st percentile) or pixel noise (sharpness over "
             f"{gate.get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
             f"{ood['test_lesions_refused']:.1%}.")
     if oos:
