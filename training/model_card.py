@@ -107,14 +107,17 @@ def training_paragraph(c: dict) -> str:
 
 
 def photo_head_sentence(c: dict) -> str:
-    """Which photo-type head calibration kept (training/calibrate.py), with its validation accuracy."""
+    """Which photo-type head calibration kept (training/calibrate.py), with its validation accuracies."""
     head = c.get("photo_type")
     if not head:
         return ""
-    kept = max(head["val_accuracy_trained_head"], head["val_accuracy_refit_head"])
-    return (f" Photo-type head: {head['head']} (validation accuracy {kept:.1%}; the trained head "
-            f"{head['val_accuracy_trained_head']:.1%}, a logistic regression on the train features "
-            f"{head['val_accuracy_refit_head']:.1%}).")
+
+    def accuracies(a: dict) -> str:
+        return ", ".join(f"{name} {value:.1%}" for name, value in a.items())
+
+    return (f" Photo-type head: {head['head']}, chosen by {head['chosen_by']} (the trained head: "
+            f"{accuracies(head['val_accuracy_trained_head'])}; a logistic regression on the train features: "
+            f"{accuracies(head['val_accuracy_refit_head'])}).")
 
 
 def comparison_table(c: dict, teachers: list[Path], compare: list[tuple[str, Path]]) -> list[str]:
