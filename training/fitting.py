@@ -17,22 +17,22 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray, C: float):
-    """A standardised logistic regression on x; returns x -> class probabilities."""
+def fit_linear_head(x: np.ndarray, y: np.ndarray, C: float = 1.0,
+                    weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A standardised logistic regression on x, folded into a plain linear layer: (weight (K, D), bias (K,)) whose
+    logits x @ weight.T + bias give its classes and probabilities (softmax); K = 2 for two classes."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     scaler = StandardScaler().fit(x)
     clf = LogisticRegression(C=C, max_iter=3000).fit(scaler.transform(x), y, sample_weight=weights)
-    return lambda z: clf.predict_proba(scaler.transform(z))
-
-
-def fit_linear_head(x: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """A standardised logistic regression on x, folded into a plain linear layer: (weight (K, D), bias (K,)) whose
-    logits x @ weight.T + bias give the same classes and probabilities; K = 2 for two classes."""
-    from sklearn.linear_model import LogisticRegression
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    clf = LogisticRegression(C=C, max_iter=3000).fit((x - mu) / sd, y)
-    coef, intercept = clf.coef_ / sd, clf.intercept_ - (clf.coef_ / sd) @ mu
+    coef = clf.coef_ / scaler.scale_
+    intercept = clf.intercept_ - coef @ scaler.mean_
     if len(clf.classes_) == 2:  # one logit difference: class 0 gets 0, class 1 the fitted logit
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
-    return coef.astype(np.float32), intercept.astype(np.float32)
+    return coef, intercept
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, C: float):
+    """A standardised logistic regression on x; returns x -> class probabilities."""
+    weight, bias = fit_linear_head(x, y, C, weights)
+    return lambda z: softmax(z @ weight.T + bias)

@@ -146,14 +146,18 @@ def hold_out(df, split, source: str, run: Path):
     return split
 
 
-def type_prior_offsets(labels: np.ndarray, kinds: np.ndarray, classes: int) -> torch.Tensor:
+def type_prior_offsets(ds_train: torch.utils.data.Subset) -> torch.Tensor:
     """(photo types, classes): log p(class | photo type) - log p(class | dermoscopic) over the training draws
     (add-one smoothed). Added to the logits of the loss, it lets the label mix of each kind of photo be a
     bias of its own, so the image features need not learn "looks like a phone photo" to fit the phone photos'
     mix of labels."""
-    counts = np.stack([np.bincount(labels[kinds == k], minlength=classes) for k in range(len(PHOTO_TYPES))])
+    labels = ds_train.dataset.labels[ds_train.indices].numpy()
+    kinds = ds_train.dataset.photo_types[ds_train.indices].numpy()
+    counts = np.stack([np.bincount(labels[kinds == k], minlength=len(CLASSES)) for k in range(len(PHOTO_TYPES))])
     log_prior = np.log((counts + 1) / (counts + 1).sum(1, keepdims=True))
-    return torch.from_numpy((log_prior - log_prior[:1]).astype(np.float32))
+    offsets = torch.from_numpy((log_prior - log_prior[:1]).astype(np.float32))
+    print("label-mix offsets by photo type:", offsets.tolist())
+    return offsets
 
 
 def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank,
@@ -359,12 +363,7 @@ def main(args):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(len(loader), steps // 10)))
     class_w = class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))
     class_w = torch.from_numpy(class_w).to(device)
-    offsets = None
-    if args.type_prior and photo_types:
-        base = ds_train.dataset
-        offsets = type_prior_offsets(base.labels[ds_train.indices].numpy(), base.photo_types[ds_train.indices].numpy(),
-                                     len(CLASSES)).to(device)
-        print("label-mix offsets by photo type:", offsets.tolist())
+    offsets = type_prior_offsets(ds_train).to(device) if args.type_prior and photo_types else None
     start, best = 0, -1.0
     if args.resume:
         start, best = resume(run, device, model, ema, projector, optimizer, scheduler)
