@@ -176,6 +176,32 @@ def test_teacher_then_distilled_student(fixture_data, tmp_path, teacher_args):
     assert row["train_kd"] > 0 and row["train_feat"] > 0   # both distillation losses were used
 
 
+def test_teacher_leave_source_out(fixture_data, tmp_path):
+    """A teacher trained without one source: that source's rows are neither trained on nor used to choose its
+    head, and the record reports them apart."""
+    from training import teacher
+    data = tmp_path / "data"
+    shutil.copytree(fixture_data, data)
+    meta = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    held = meta["image_id"].str.endswith(("_v0", "_v1"))
+    meta["source"] = np.where(held, "ISIC archive (test)", "HAM10000 (test)")
+    meta.to_csv(data / "metadata.csv", index=False)
+    run = tmp_path / "teacher"
+    teacher.main(teacher.get_args_parser().parse_args([
+        "--data", str(data), "--output", str(run), "--size", "64", "--tune-from", "0",
+        "--hold-out-source", "ISIC archive"]))
+    split = pd.read_csv(run / "split.csv").set_index("image_id")["split"]
+    is_held = split.index.str.endswith(("_v0", "_v1"))
+    assert (split[is_held] == "held_out").all() and (split[~is_held] != "held_out").all()
+    info = json.loads((run / "teacher.json").read_text())
+    assert info["held_out"]["n"] == is_held.sum() and info["test"]["n"] == (split == "test").sum()
+    # the same-population gap: a second head fitted with every source, both on the source's test rows
+    same = info["same_population"]
+    assert 0 < same["n"] < is_held.sum()
+    gap = same["trained_with"]["malignant_auc"] - same["trained_without"]["malignant_auc"]
+    assert same["malignant_auc_drop"] == pytest.approx(gap, nan_ok=True)
+
+
 def test_teacher_trunk_and_tail_are_the_whole_network():
     import timm
 
@@ -298,6 +324,48 @@ def test_leave_source_out(fixture_data, tmp_path):
     assert record["held_out"]["n"] == held.sum() and record["in_source_test"]["n"] == (split["split"] == "test").sum()
     drop = record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"]
     assert record["melanoma_auc_drop"] == pytest.approx(drop)
+
+
+def test_leave_source_out_same_population(fixture_data, trained_run, tmp_path, monkeypatch):
+    """With a reference run (the recipe trained with every source), both networks are tested on the held-out
+    source's test rows of the reference's split, and the gap between them is what leaving the source out cost."""
+    from training import leave_source_out
+    from training.inference import Outputs
+    run, reference = tmp_path / "without", tmp_path / "with"
+    for folder in (run, reference):
+        shutil.copytree(trained_run / "best", folder / "best")
+    (run / "args.json").write_text(json.dumps({"hold_out_source": "unknown"}))  # the fixture rows have no source
+    split = pd.read_csv(trained_run / "split.csv")
+    split.to_csv(reference / "split.csv", index=False)
+    calls = []
+
+    def outputs(model, df, pre, spec):  # the reference ranks every row right, the run every row wrong
+        calls.append(df["image_id"].tolist())
+        onehot = np.eye(4, dtype=np.float32)[df["label"].to_numpy()]
+        sign = 1.0 if len(calls) == 2 else -1.0
+        return Outputs(np.zeros((len(df), 8), np.float32), sign * 10 * onehot, None)
+
+    monkeypatch.setattr(leave_source_out, "outputs_from_disk", outputs)
+    out = leave_source_out.same_population(run, reference, [fixture_data], [])
+    test_ids = split.loc[split["split"] == "test", "image_id"].tolist()
+    assert calls[0] == calls[1] and sorted(calls[0]) == sorted(test_ids) and out["n"] == len(test_ids)
+    assert out["trained_with"]["melanoma_auc"] == 1.0 and out["trained_without"]["melanoma_auc"] == 0.0
+    assert out["melanoma_auc_drop"] == 1.0 and out["melanoma_auc_drop_ci95"] == [1.0, 1.0]
+    assert out["malignant_auc_drop"] == 1.0
+
+
+def test_model_card_shows_the_same_population_drop_only_where_measured():
+    from training.model_card import leave_source_out_rows
+    figures = {"melanoma_auc": 0.9, "malignant_auc": 0.8}
+    run = {"held_out_source": "ISIC archive", "in_source_test": figures, "held_out": figures,
+           "melanoma_auc_drop": 0.0, "malignant_auc_drop": 0.0}
+    same = {"source": "ISIC archive", "n": 220, "trained_with": {"melanoma_auc": 0.82, "malignant_auc": 0.72},
+            "trained_without": {"melanoma_auc": 0.62, "malignant_auc": 0.63}, "melanoma_auc_drop": 0.2,
+            "melanoma_auc_drop_ci95": [0.12, 0.28], "malignant_auc_drop": 0.09, "malignant_auc_drop_ci95": [0.03, 0.16]}
+    assert not any("trained with it" in line for line in leave_source_out_rows({"a": run}))
+    rows = leave_source_out_rows({"a": run, "b": {**run, "same_population": same}})
+    assert "| b | 0.820 | 0.620 | 0.200 (0.12-0.28) | 0.720 | 0.630 | 0.090 (0.03-0.16) |" in rows
+    assert not any(line.startswith("| a | 0.8") for line in rows[rows.index("|---|---|---|---|---|---|---|", 3):])
 
 
 @pytest.mark.parametrize("detach", [False, True])

@@ -143,6 +143,18 @@ def write_split(df: pd.DataFrame, split: pd.Series, path: Path) -> None:
     pd.DataFrame({"image_id": df["image_id"], "label4": df["label4"], "split": split}).to_csv(path, index=False)
 
 
+def hold_out(df, split, source: str, run: Path):
+    """Leave-source-out: every row of one source goes to the split "held_out" (neither trained on nor used to
+    choose anything), and the run's split.csv says so; `training.evaluate --split-name held_out` tests on it."""
+    held = (df["source_group"] == source).to_numpy()
+    if not held.any():
+        raise SystemExit(f"--hold-out-source {source!r} matches no row; sources: {sorted(df['source_group'].unique())}")
+    split = split.where(~held, "held_out")
+    write_split(df, split, run / SPLIT_FILE)
+    print(f"held out {int(held.sum())} images of {source!r}")
+    return split
+
+
 def make_split(df: pd.DataFrame, seed: int = 0, fractions=(0.7, 0.15, 0.15)) -> pd.Series:
     """train/val/test per row, by lesion (rows without lesion_id are lesions of their own), stratified.
 

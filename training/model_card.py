@@ -71,6 +71,19 @@ def leave_source_out_rows(record: dict) -> list[str]:
         out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} "
                    f"| {r['melanoma_auc_drop']:.3f} | {interval(a, 'malignant_auc')} | {interval(b, 'malignant_auc')} "
                    f"| {r['malignant_auc_drop']:.3f} |")
+    same = {name: r["same_population"] for name, r in record.items() if "same_population" in r}
+    if same:
+        first = next(iter(same.values()))
+        out += ["", f"The same photos, the recipe trained with and without the {first['source']} images (its "
+                    f"{first['n']} rows of the test split; the drop's interval is paired, lesion-grouped). This drop "
+                    "is what leaving the source out costs; the one above adds how much harder that source is:", "",
+                "| recipe | melanoma AUC, trained with it | trained without | drop | malignant AUC, trained with it "
+                "| trained without | drop |", "|---|---|---|---|---|---|---|"]
+        for name, s in same.items():
+            a, b = s["trained_with"], s["trained_without"]
+            out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} "
+                       f"| {interval(s, 'melanoma_auc_drop')} | {interval(a, 'malignant_auc')} "
+                       f"| {interval(b, 'malignant_auc')} | {interval(s, 'malignant_auc_drop')} |")
     return out
 
 

@@ -27,9 +27,10 @@ from sklearn.model_selection import StratifiedKFold
 
 from model.checkpoint import CLASS_IDS
 from model.metadata import MetadataSpec
-from training.data import encode_metadata, load_images, load_or_make_split, read_metadata
+from training.data import encode_metadata, hold_out, lesion_groups, load_images, load_or_make_split, read_sources
 from training.fitting import fit_head
 from training.inference import collect
+from training.leave_source_out import auc_gap
 from training.metrics import class_weights, classification_report
 
 LITE_PACKAGES = {
@@ -185,8 +186,10 @@ def tuned_teacher(backbone, images, df, split, spec, cfg, args, run):
     return probs, feats, info
 
 
-def logistic_teacher(backbone, images, df, split, spec, cfg, args, run):
-    """The frozen network + a logistic-regression head; returns (probs for every row, features, info)."""
+def logistic_teacher(backbone, images, df, split, spec, cfg, args, run, reference_split=None):
+    """The frozen network + a logistic-regression head; returns (probs for every row, features, info).
+    reference_split: with --hold-out-source, the split before the source was held out; a second head is fitted
+    on its train rows (every source), and both heads are compared on the source's rows of its test part."""
     feats_path = run / "features.npy"
     if feats_path.is_file():
         feats = np.load(feats_path)
@@ -216,22 +219,37 @@ def logistic_teacher(backbone, images, df, split, spec, cfg, args, run):
                                                       cfg["mean"], cfg["std"]), meta[te]], 1))
                 for dims in ([], [3], [2], [2, 3])) / 4
         info["test_tta"] = classification_report(y[te], p)
+    rows = (reference_split == "test") & (split == "held_out") if reference_split is not None else None
+    if rows is not None and rows.any():
+        ref = reference_split == "train"
+        with_all = fit_head(x[ref], y[ref], class_weights(y[ref], len(CLASS_IDS))[y[ref]], C)
+        heads = {"trained_with": with_all(x[rows]), "trained_without": probs[rows]}
+        info["same_population"] = {"n": int(rows.sum()), **auc_gap(y[rows], lesion_groups(df[rows]).to_numpy(), heads)}
     return probs, feats, info
 
 
 def main(args):
     t0 = time.time()
     spec = MetadataSpec()
-    df = read_metadata(args.data, skip_bad_rows=args.skip_bad_rows, spec=spec)
-    split = load_or_make_split(df, Path(args.split_from or args.output), args.seed).values
+    df = read_sources([args.data], skip_bad_rows=args.skip_bad_rows, spec=spec)
+    split = load_or_make_split(df, Path(args.split_from or args.output), args.seed)
     run = Path(args.output)
     run.mkdir(parents=True, exist_ok=True)
+    reference_split = split.values
+    if args.hold_out_source:
+        split = hold_out(df, split, args.hold_out_source, run)
+    split = split.values
     torch.set_num_threads(args.threads or torch.get_num_threads())
     backbone = efficientnet_lite(args.backbone)
     cfg = timm.data.resolve_model_data_config(backbone)
     images = load_images(df["path"], args.size)
-    make = tuned_teacher if args.tune_from else logistic_teacher
-    probs, feats, info = make(backbone, images, df, split, spec, cfg, args, run)
+    if args.tune_from:
+        probs, feats, info = tuned_teacher(backbone, images, df, split, spec, cfg, args, run)
+    else:
+        probs, feats, info = logistic_teacher(backbone, images, df, split, spec, cfg, args, run, reference_split)
+    held = split == "held_out"
+    if held.any():  # leave-source-out: the rows of the source it never saw
+        info["held_out"] = classification_report(df["label"].values[held], probs[held])
     np.savez_compressed(run / "teacher.npz", image_id=np.asarray(df["image_id"], dtype=str), probs=probs,
                         features=feats.astype(np.float16))
     info = {"backbone": args.backbone, "input_size": args.size, **info, "args": vars(args),
@@ -245,6 +263,8 @@ def get_args_parser():
     p.add_argument("--data", required=True)
     p.add_argument("--output", default="runs/teacher")
     p.add_argument("--split-from", default=None, help="run folder whose split.csv to use (the student's)")
+    p.add_argument("--hold-out-source", default=None,
+                   help="leave-source-out: keep this source_group (e.g. 'ISIC archive') out of training")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", choices=sorted(LITE_PACKAGES))
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--seed", type=int, default=0)

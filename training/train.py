@@ -38,10 +38,10 @@ from training.data import (
     SPLIT_FILE,
     SkinDataset,
     cache_side,
+    hold_out,
     load_images,
     load_or_make_split,
     read_sources,
-    write_split,
 )
 from training.fitting import softmax
 from training.inference import network_outputs
@@ -132,18 +132,6 @@ class Teacher:
         mu, sd = feats[train_mask].mean(0), feats[train_mask].std(0) + 1e-6
         self.probs = torch.from_numpy(z["probs"][order].astype(np.float32))
         self.features = torch.from_numpy((feats - mu) / sd)
-
-
-def hold_out(df, split, source: str, run: Path):
-    """Leave-source-out: every row of one source goes to the split "held_out" (neither trained on nor used to
-    choose anything), and the run's split.csv says so; `training.evaluate --split-name held_out` tests on it."""
-    held = (df["source_group"] == source).to_numpy()
-    if not held.any():
-        raise SystemExit(f"--hold-out-source {source!r} matches no row; sources: {sorted(df['source_group'].unique())}")
-    split = split.where(~held, "held_out")
-    write_split(df, split, run / SPLIT_FILE)
-    print(f"held out {int(held.sum())} images of {source!r}")
-    return split
 
 
 def type_prior_offsets(ds_train: torch.utils.data.Subset) -> torch.Tensor:
