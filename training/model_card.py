@@ -63,14 +63,17 @@ def photo_type_rows(by_type: dict) -> list[str]:
     return out
 
 
+def auc_pair_row(name: str, a: dict, b: dict, gaps: dict) -> str:
+    """| name | melanoma AUC of a | of b | gaps' melanoma drop | the same three for malignant |"""
+    cells = [cell for key in ("melanoma_auc", "malignant_auc")
+             for cell in (interval(a, key), interval(b, key), interval(gaps, f"{key}_drop"))]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
 def leave_source_out_rows(record: dict) -> list[str]:
     out = ["| recipe | melanoma AUC, test split of the training sources | melanoma AUC, held-out source | drop | "
            "malignant AUC, training sources | malignant AUC, held-out source | drop |", "|---|---|---|---|---|---|---|"]
-    for name, r in record.items():
-        a, b = r["in_source_test"], r["held_out"]
-        out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} "
-                   f"| {r['melanoma_auc_drop']:.3f} | {interval(a, 'malignant_auc')} | {interval(b, 'malignant_auc')} "
-                   f"| {r['malignant_auc_drop']:.3f} |")
+    out += [auc_pair_row(name, r["in_source_test"], r["held_out"], r) for name, r in record.items()]
     same = {name: r["same_population"] for name, r in record.items() if "same_population" in r}
     if same:
         first = next(iter(same.values()))
@@ -79,11 +82,7 @@ def leave_source_out_rows(record: dict) -> list[str]:
                     "is what leaving the source out costs; the one above adds how much harder that source is:", "",
                 "| recipe | melanoma AUC, trained with it | trained without | drop | malignant AUC, trained with it "
                 "| trained without | drop |", "|---|---|---|---|---|---|---|"]
-        for name, s in same.items():
-            a, b = s["trained_with"], s["trained_without"]
-            out.append(f"| {name} | {interval(a, 'melanoma_auc')} | {interval(b, 'melanoma_auc')} "
-                       f"| {interval(s, 'melanoma_auc_drop')} | {interval(a, 'malignant_auc')} "
-                       f"| {interval(b, 'malignant_auc')} | {interval(s, 'malignant_auc_drop')} |")
+        out += [auc_pair_row(name, s["trained_with"], s["trained_without"], s) for name, s in same.items()]
     return out
 
 
