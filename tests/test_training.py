@@ -366,6 +366,8 @@ def test_model_card_shows_the_same_population_drop_only_where_measured():
     rows = leave_source_out_rows({"a": run, "b": {**run, "same_population": same}})
     assert "| b | 0.820 | 0.620 | 0.200 (0.12-0.28) | 0.720 | 0.630 | 0.090 (0.03-0.16) |" in rows
     assert not any(line.startswith("| a | 0.8") for line in rows[rows.index("|---|---|---|---|---|---|---|", 3):])
+    same["malignant_auc_drop_ci95"] = [-0.1, 0.12]   # a negative bound is not written as "-0.10-0.12"
+    assert "| 0.090 (-0.10 to 0.12) |" in leave_source_out_rows({"b": {**run, "same_population": same}})[-1]
 
 
 @pytest.mark.parametrize("detach", [False, True])

@@ -46,7 +46,9 @@ def interval(r: dict, key: str) -> str:
     if r.get(key) is None:
         return "-"
     ci = r.get(f"{key}_ci95")
-    return f"{r[key]:.3f} ({ci[0]:.2f}-{ci[1]:.2f})" if ci else f"{r[key]:.3f}"
+    if not ci:
+        return f"{r[key]:.3f}"
+    return f"{r[key]:.3f} ({ci[0]:.2f}{' to ' if ci[0] < 0 else '-'}{ci[1]:.2f})"  # "-0.10-0.12" would mislead
 
 
 def photo_type_rows(by_type: dict) -> list[str]:
