@@ -86,6 +86,24 @@ def test_model_card_comes_from_config(trained_weights, tmp_path):
     assert "| a recorded run | 0.432 | 0.500 | - |" in text
 
 
+def test_dermoscopy_is_reported_by_collection(fixture_data, trained_weights, tmp_path):
+    """With two dermoscopy collections, the test figures come per collection too, and the model card shows them."""
+    from training.evaluate import evaluate
+    from training.model_card import card
+    data, weights = tmp_path / "data", tmp_path / "weights"
+    shutil.copytree(fixture_data, data)
+    shutil.copytree(trained_weights, weights)
+    meta = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    meta["source"] = np.where(meta["image_id"].str.endswith(("_v0", "_v1", "_v2")), "ISIC archive (test)", "HAM10000")
+    meta.to_csv(data / "metadata.csv", index=False)
+    by_source = evaluate(weights, [data])["by_source"]
+    split = pd.read_csv(weights / "split.csv").merge(meta[["image_id", "source"]])
+    counts = split.loc[split["split"] == "test", "source"].str.split(" ").str[0].value_counts()
+    assert {k: v["n"] for k, v in by_source.items()} == {"ISIC archive": counts["ISIC"], "HAM10000": counts["HAM10000"]}
+    heading = "**Dermoscopy by collection**"
+    assert heading in card(weights) and heading not in card(trained_weights)
+
+
 def test_split_is_by_lesion_and_stratified():
     rows = []
     for i in range(200):

@@ -178,11 +178,17 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
     results["by_photo_type"] = {name: photo_type_report(every[every["photo_type"] == name],
                                                         answers[every["photo_type"] == name])
                                 for name in PHOTO_TYPES if (every["photo_type"] == name).any()}
+    dermoscopic = every["photo_type"] == PHOTO_TYPES[0]
+    if every.loc[dermoscopic, "source_group"].nunique() > 1:  # an unseen clinic may be more like the weaker one
+        results["by_source"] = {source: photo_type_report(every[rows], answers[rows])
+                                for source in every.loc[dermoscopic, "source_group"].unique()
+                                for rows in [dermoscopic & (every["source_group"] == source)]}
     plots(weights, y, p, p_raw, rep, summary)
     save_metrics(weights, split_name, results)
     print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
                       "malignant_auc_ci95": rep["malignant_auc_ci95"], "ece_before": rep["ece_before_calibration"],
-                      **{k: results[k] for k in ("metadata", "ood", "tta", "by_photo_type") if k in results},
+                      **{k: results[k] for k in ("metadata", "ood", "tta", "by_photo_type", "by_source")
+                         if k in results},
                       **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}},
                      indent=1))
     return results

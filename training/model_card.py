@@ -51,11 +51,12 @@ def interval(r: dict, key: str) -> str:
     return f"{r[key]:.3f} ({ci[0]:.2f}{' to ' if ci[0] < 0 else '-'}{ci[1]:.2f})"  # "-0.10-0.12" would mislead
 
 
-def photo_type_rows(by_type: dict) -> list[str]:
-    """One row per photo type: the figures a user of that kind of photo meets (training/evaluate.photo_type_report)."""
-    out = ["| photo type | test images (lesions / patients) | malignant vs benign AUC | melanoma vs other lesions AUC "
-           "| cancers flagged (moderate or high) | benign lesions called high | lesions refused "
-           "| plain skin called no lesion | photo type recognised |",
+def photo_type_rows(by_type: dict, first_column: str = "photo type") -> list[str]:
+    """One row per photo type (or collection): the figures a user of that kind of photo meets
+    (training/evaluate.photo_type_report)."""
+    out = [f"| {first_column} | test images (lesions / patients) | malignant vs benign AUC "
+           "| melanoma vs other lesions AUC | cancers flagged (moderate or high) | benign lesions called high "
+           "| lesions refused | plain skin called no lesion | photo type recognised |",
            "|---|---|---|---|---|---|---|---|---|"]
     for name, r in by_type.items():
         out.append(f"| {name} | {r['n']} ({r['lesions_patients']}) | {interval(r, 'malignant_auc')} "
@@ -181,6 +182,11 @@ def photo_type_section(by_type: dict) -> list[str]:
             "", *photo_type_rows(by_type)]
 
 
+def by_source_section(by_source: dict) -> list[str]:
+    return ["", "**Dermoscopy by collection** (the same answers, the dermoscopic test rows of each collection; a "
+                "clinic the model never saw may resemble either):", "", *photo_type_rows(by_source, "collection")]
+
+
 def leave_source_out_section(path: Path) -> list[str]:
     record = json.loads(Path(path).read_text())
     source = next(iter(record.values()))["held_out_source"]
@@ -269,6 +275,8 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
     out += metadata_rows(c)
     if by_type:
         out += photo_type_section(by_type)
+    if by_source := c["metrics"]["test"].get("by_source"):
+        out += by_source_section(by_source)
     if leave_source_out:
         out += leave_source_out_section(leave_source_out)
     out += per_class_section(c)
