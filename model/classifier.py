@@ -87,7 +87,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 class Classifier:
-    def __init__(self, model, config: dict, ood: dict | None = None, device: str = "auto"):
+    def __init__(self, model, config: dict, ood_tensors: dict | None = None, device: str = "auto"):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
@@ -96,7 +96,10 @@ class Classifier:
         self.spec = metadata_spec(config)
         self.transform = eval_transform(config["preprocessing"])
         self.photo_types = list(config.get("photo_types", []))
-        self.ood = {k: v.to(self.device) for k, v in (ood or {}).items()}
+        self.ood = {k: v.to(self.device) for k, v in (ood_tensors or {}).items()}
+        if self.ood and config.get("ood", {}).get("level") != ood.LEVEL:
+            raise ValueError("These weights' out-of-scope gate was fitted on other features than this version "
+                             "measures. Fit it again: python -m training.calibrate --run <the training run>.")
         # The fast path (ONNX Runtime on CPU, see runtime.py); Grad-CAM uses self.model's small head only.
         self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
 
@@ -111,8 +114,8 @@ class Classifier:
         return pils, x, torch.tensor(meta, dtype=torch.float32, device=self.device)
 
     # ---- outputs --------------------------------------------------------------------------------
-    def _distance(self, feats: torch.Tensor) -> torch.Tensor | None:
-        return ood.distance(feats, self.ood) if self.ood else None
+    def _distance(self, style: torch.Tensor) -> torch.Tensor | None:
+        return ood.distance(style, self.ood) if self.ood else None
 
     def fitted(self, section: str, photo_type: str | None) -> dict:
         """config[section] with the values fitted for this photo type (config[section]["by_photo_type"]) on top."""
@@ -150,7 +153,7 @@ class Classifier:
         if n == 0:
             return []
         pils, x, meta = self._prepare(images, ages, sexes, sites)
-        maps, feats, logits = self.runner(x, meta)
+        maps, feats, style, logits = self.runner(x, meta)
         types = self._photo_types(feats)
         calibration = [self.fitted("calibration", t) for t in types]
         temperature = torch.tensor([[c.get("temperature", 1.0)] for c in calibration], device=logits.device)
@@ -159,7 +162,7 @@ class Classifier:
                               device=logits.device)
         logits = (logits.float() + offset) / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
-        dist = self._distance(feats)
+        dist = self._distance(style)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
         return [self._result(img, p, None if dist is None else dist[i], cam, t)
                 for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types, strict=True))]
@@ -171,11 +174,11 @@ class Classifier:
         """Grad-CAM of the predicted class (or `target`) over the photo, as an RGB image of the photo's size."""
         pils, x, meta = self._prepare([image], [age], [sex], [site])
         with torch.inference_mode():
-            maps, _, _ = self.runner(x, meta)
+            maps, *_ = self.runner(x, meta)
         targets = None if target is None else torch.tensor([self.classes.index(target)], device=self.device)
         return overlay(pils[0], gradcam(self.model, maps, meta, targets)[0])
 
 
 def load_classifier(weights_dir: str | Path = DEFAULT_WEIGHTS, device: str = "auto") -> Classifier:
-    model, config, ood = load_model(weights_dir)
-    return Classifier(model, config, ood, device)
+    model, config, ood_tensors = load_model(weights_dir)
+    return Classifier(model, config, ood_tensors, device)

@@ -50,6 +50,12 @@ class SkinLesionNet(nn.Module):
         """The last spatial feature maps (B, C, H/32, W/32): what Grad-CAM explains."""
         return self.backbone.forward_features(image)
 
+    def forward_levels(self, image: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the last feature maps, the maps of an earlier feature level) in one pass; `level` indexes timm's
+        feature_info (for MobileNetV4-M, 3 is blocks.2: 160 channels at 1/16 of the input size)."""
+        maps, (earlier,) = self.backbone.forward_intermediates(image, indices=[level])
+        return maps, earlier
+
     def pool_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """Maps -> pooled image features (global pool, then the backbone's own conv_head)."""
         return self.backbone.forward_head(maps)

@@ -1,9 +1,10 @@
 """The inference path: ONNX Runtime on CPU, the eager PyTorch module on GPU or when ONNX Runtime is missing.
 
-A runner is called as `runner(image, meta) -> (maps, features, logits)`: the last spatial feature maps
-(for Grad-CAM, see gradcam.py), the pooled image features (for the out-of-scope gate) and the logits, the
-same numbers as `model.forward_maps` / `model.pool_maps` / `model.forward_head`. One backbone pass gives
-everything a request needs: Grad-CAM only back-propagates through the small head, in eager PyTorch.
+A runner is called as `runner(image, meta) -> (maps, features, style, logits)`: the last spatial feature maps
+(for Grad-CAM, see gradcam.py), the pooled image features (for the photo-type head), the style of an earlier
+level (for the out-of-scope gate, see ood.py) and the logits, the same numbers as `model.forward_levels` /
+`model.pool_maps` / `ood.style` / `model.forward_head`. One backbone pass gives everything a request needs:
+Grad-CAM only back-propagates through the small head, in eager PyTorch.
 
 Why ONNX Runtime: on a 2-core CPU it ran this network 2.5-3x faster than eager PyTorch, batch 1 and 32,
 where channels_last, BatchNorm folding and TorchScript freezing gained 10-30% and torch.compile took minutes
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from . import ood
+
 log = logging.getLogger(__name__)
 
 # Float32 reorders sums: allow this much difference, relative to the largest logit (or 1, whichever is larger).
@@ -35,15 +38,14 @@ class EagerRunner:
     def __init__(self, model: nn.Module):
         self.model = model
 
-    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return run_all(self.model, image, meta)
 
 
-def run_all(model: nn.Module, image: torch.Tensor,
-            meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    maps = model.forward_maps(image)
+def run_all(model: nn.Module, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    maps, earlier = model.forward_levels(image, ood.LEVEL)
     feats = model.pool_maps(maps)
-    return maps, feats, model.forward_head(feats, meta)
+    return maps, feats, ood.style(earlier), model.forward_head(feats, meta)
 
 
 class _AllOutputs(nn.Module):
@@ -57,11 +59,11 @@ class _AllOutputs(nn.Module):
         return run_all(self.model, image, meta)
 
 
-OUTPUTS = ("maps", "features", "logits")
+OUTPUTS = ("maps", "features", "style", "logits")
 
 
 def export_onnx(model: nn.Module, input_size: int, meta_dim: int) -> bytes:
-    """The eval-mode network as an ONNX graph (inputs image, meta; outputs maps, features, logits), any batch size.
+    """The eval-mode network as an ONNX graph (inputs image, meta; outputs OUTPUTS), any batch size.
 
     The TorchScript-based exporter is used because it takes about a second here where the torch.export-based
     one takes twenty: export time is start-up time. Its deprecation warning is expected and silenced.
@@ -93,7 +95,7 @@ class OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs = {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()}
         outputs = self.session.run(list(OUTPUTS), inputs)
         return tuple(torch.from_numpy(o) for o in outputs)

@@ -55,11 +55,35 @@ def test_verdict(flat, skin, sharp, d, expected):
     assert ood.in_scope(Quality(warnings=[], flat=flat, skin_fraction=skin, sharpness=sharp), d, limits) is expected
 
 
-def test_the_classifier_refuses_with_the_same_distance(shipped):
-    """The app's answer carries the distance model.ood computes from the same features."""
+def test_style_is_the_mean_and_spread_of_each_channel():
+    maps = torch.randn(2, 3, 5, 7)
+    s = ood.style(maps)
+    assert s.shape == (2, 6)
+    assert torch.allclose(s[1, 2], maps[1, 2].mean()) and torch.allclose(s[0, 4], maps[0, 1].std())
+
+
+def test_the_classifier_measures_the_style_of_the_middle_level(shipped):
+    """The app's answer carries the distance of the style of backbone level ood.LEVEL (MobileNetV4's blocks.2,
+    caught here by a hook, not by the code under test), computed as model.ood computes it."""
     from PIL import Image
     img = Image.new("RGB", (256, 256), (200, 150, 120))
     pils, x, meta = shipped._prepare([img], [None], [None], [None])
-    _, feats, _ = shipped.runner(x, meta)
+    caught = {}
+    hook = shipped.model.backbone.blocks[2].register_forward_hook(lambda m, i, o: caught.update(maps=o))
+    try:
+        with torch.inference_mode():
+            shipped.model.forward_features(x)
+    finally:
+        hook.remove()
+    maps = caught["maps"].flatten(2)
+    style = torch.cat([maps.mean(2), maps.std(2)], 1)
+    assert style.shape[1] == shipped.ood["mean"].shape[0] == 320
     r = shipped.predict(img)
-    assert r.ood_distance == pytest.approx(float(ood.distance(feats, shipped.ood)[0]), rel=1e-5)
+    assert r.ood_distance == pytest.approx(float(ood.distance(style, shipped.ood)[0]), rel=1e-4)
+
+
+def test_weights_with_a_gate_on_other_features_are_refused_with_what_to_do(shipped):
+    from model.classifier import Classifier
+    config = {**shipped.config, "ood": {k: v for k, v in shipped.config["ood"].items() if k != "level"}}
+    with pytest.raises(ValueError, match="training.calibrate"):
+        Classifier(shipped.model, config, shipped.ood, device="cpu")

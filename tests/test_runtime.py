@@ -46,11 +46,14 @@ def test_random_inputs_match_eager(shipped, eager, batch, metadata):
     else:
         meta = torch.tensor([shipped.spec.encode(None, None, None)] * batch, dtype=torch.float32)
     with torch.inference_mode():
-        (m_fast, f_fast, l_fast), (m_eager, f_eager, l_eager) = shipped.runner(image, meta), eager(image, meta)
+        (m_fast, f_fast, s_fast, l_fast), (m_eager, f_eager, s_eager, l_eager) = (shipped.runner(image, meta),
+                                                                                  eager(image, meta))
     assert f_fast.shape == (batch, shipped.model.feature_dim)
     assert m_fast.ndim == 4 and m_fast.shape[0] == batch
+    assert s_fast.shape == (batch, shipped.ood["mean"].shape[0])
     assert_close(m_fast, m_eager)
     assert_close(f_fast, f_eager)
+    assert_close(s_fast, s_eager)
     assert_close(l_fast, l_eager)
     t = shipped.fitted("calibration", None).get("temperature", 1.0)
     assert_close(torch.softmax(l_fast / t, 1), torch.softmax(l_eager / t, 1))
@@ -141,5 +144,5 @@ def test_batching_runner_error_reaches_the_callers_and_it_goes_on(shipped):
     runner = BatchingRunner(SlowRunner(shipped.runner, fail_once=True))
     with pytest.raises(RuntimeError, match="the network failed"):
         runner(image, meta)
-    maps, feats, logits = runner(image, meta)
+    *_, logits = runner(image, meta)
     assert logits.shape == (1, 4) and torch.isfinite(logits).all()

@@ -38,6 +38,19 @@ def test_training_produces_weights_that_load(trained_run, example_images):
         assert (weights / png).stat().st_size > 1000
 
 
+def test_the_cheap_checks_limits_come_from_the_train_and_validation_images(trained_run, fixture_data):
+    """They learn nothing from the data, so the train images count too: a quantile of 5x as many photos."""
+    from model import ood
+    from model.image import open_image
+    from model.quality import check
+    split = pd.read_csv(trained_run / "split.csv")
+    seen = split.loc[split["split"].isin(["train", "val"]), "image_id"]
+    skin = [check(open_image(fixture_data / "images" / f"{i}.jpg")).skin_fraction for i in seen]
+    limits = read_config(trained_run / "weights")["ood"]
+    assert limits["skin_fraction_min"] == pytest.approx(np.quantile(skin, ood.SKIN_QUANTILE), rel=1e-6)
+    assert limits["level"] == ood.LEVEL and limits["quantile_on_val"] == ood.QUANTILE
+
+
 @pytest.fixture
 def weights_without_metrics(trained_weights, tmp_path) -> Path:
     """A copy of the trained weights (the commands write into their folder) whose config.json has no metrics yet,
@@ -361,7 +374,7 @@ def test_leave_source_out_same_population(fixture_data, trained_run, tmp_path, m
         calls.append(df["image_id"].tolist())
         onehot = np.eye(4, dtype=np.float32)[df["label"].to_numpy()]
         sign = 1.0 if len(calls) == 2 else -1.0
-        return Outputs(np.zeros((len(df), 8), np.float32), sign * 10 * onehot, None)
+        return Outputs(np.zeros((len(df), 8), np.float32), np.zeros((len(df), 6), np.float32), sign * 10 * onehot, None)
 
     monkeypatch.setattr(leave_source_out, "outputs_from_disk", outputs)
     out = leave_source_out.same_population(run, reference, [fixture_data], [])
@@ -418,7 +431,7 @@ def test_a_better_photo_type_head_replaces_the_trained_one():
         kind = rng.integers(0, 2, n)
         x = rng.standard_normal((n, d)).astype(np.float32)
         x[:, 0] += 4 * kind
-        return Outputs(x, np.zeros((n, 4), np.float32), None), kind
+        return Outputs(x, np.zeros((n, 6), np.float32), np.zeros((n, 4), np.float32), None), kind
 
     (train, kind_tr), (val, kind_va) = outputs(3000), outputs(300)
     for right in (False, True):

@@ -100,16 +100,21 @@ def calibrate(model, df, split, cache, spec, pre, offsets: dict | None = None) -
     train, val = network_outputs(model, parts["train"]), network_outputs(model, parts["val"])
     y_tr, y_va = parts["train"].labels.numpy(), parts["val"].labels.numpy()
     kind_tr, kind_va = parts["train"].photo_types.numpy(), parts["val"].photo_types.numpy()
-    paths_va = parts["val"].df["path"].to_numpy()
     # the gate: one centre per (class, photo type), so phone photos are not measured against dermoscopy
-    ood_tensors = ood.fit(train.features, y_tr + len(CLASSES) * kind_tr)
-    d_va = ood.distance(torch.from_numpy(val.features), ood_tensors).numpy()
+    ood_tensors = ood.fit(train.style, y_tr + len(CLASSES) * kind_tr)
+    d_va = ood.distance(torch.from_numpy(val.style), ood_tensors).numpy()
+    # the cheap checks' limits: from the train and validation photos (see model/ood.py)
+    paths = np.concatenate([parts["train"].df["path"].to_numpy(), parts["val"].df["path"].to_numpy()])
+    qualities = np.array([check(open_image(path)) for path in paths], dtype=object)
+    kind_all = np.concatenate([kind_tr, kind_va])
     sections = {"calibration": {"fitted_on": "validation split"},
                 "thresholds": {"chosen_on": f"validation split: sensitivity {SENSITIVITY} for the plain thresholds, "
                                             f"specificity {SPECIFICITY} for the _high ones"},
                 "ood": {"method": f"Mahalanobis distance to the nearest (class, photo type) centre, whitened PCA "
-                                  f"({ood.COMPONENTS} components) of the train-split backbone features",
-                        "quantile_on_val": ood.QUANTILE}}
+                                  f"({ood.COMPONENTS} components) of the train split's style (mean and standard "
+                                  f"deviation over space of each channel) at backbone feature level {ood.LEVEL}",
+                        "level": ood.LEVEL, "quantile_on_val": ood.QUANTILE,
+                        "cheap_limits_fitted_on": "train and validation splits"}}
     if train.photo_logits is not None and len(set(kind_tr)) > 1 and len(set(kind_va)) > 1:
         sections["photo_type"] = choose_photo_head(model, train, val, kind_tr, kind_va)
     for k, name in enumerate(PHOTO_TYPES):
@@ -122,7 +127,7 @@ def calibrate(model, df, split, cache, spec, pre, offsets: dict | None = None) -
         p = softmax(logits / t)
         fitted = {"calibration": {"temperature": t, **({} if offset is None else {"logit_offset": offset})},
                   "thresholds": fit_thresholds(y_va[m], p, None if k == 0 else sections["thresholds"]),
-                  "ood": ood.fit_limits(d_va[m], [check(open_image(path)) for path in paths_va[m]])}
+                  "ood": ood.fit_limits(d_va[m], list(qualities[kind_all == k]))}
         for section, values in fitted.items():
             if k == 0:
                 sections[section].update(values)

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from model import ood
+
 FLIPS = ([3], [2], [2, 3])  # with the image itself, the 4 views of test-time augmentation
 
 
@@ -21,6 +23,7 @@ def collect(step, batches) -> tuple[torch.Tensor, ...]:
 @dataclass
 class Outputs:
     features: np.ndarray            # (N, D) pooled backbone features
+    style: np.ndarray               # (N, S) what the out-of-scope gate measures (model/ood.py)
     logits: np.ndarray              # (N, classes), before temperature
     photo_logits: np.ndarray | None  # (N, photo types); None for a network without the photo-type head
 
@@ -32,7 +35,8 @@ def network_outputs(model, dataset, device: torch.device | str = "cpu", batch_si
 
     def step(image, meta, *_):
         image, meta = image.to(device), meta.to(device)
-        features = model.forward_features(image)
+        maps, earlier = model.forward_levels(image, ood.LEVEL)
+        features = model.pool_maps(maps)
         logits = model.forward_head(features, meta)
         if tta:
             for dims in FLIPS:
@@ -40,7 +44,7 @@ def network_outputs(model, dataset, device: torch.device | str = "cpu", batch_si
             logits = logits / (1 + len(FLIPS))
         photo = model.forward_photo_type(features)
         photo = features.new_zeros((len(features), 0)) if photo is None else photo
-        return features.float().cpu(), logits.float().cpu(), photo.float().cpu()
+        return features.float().cpu(), ood.style(earlier).float().cpu(), logits.float().cpu(), photo.float().cpu()
 
-    features, logits, photo = collect(step, DataLoader(dataset, batch_size, num_workers=workers))
-    return Outputs(features.numpy(), logits.numpy(), photo.numpy() if photo.shape[1] else None)
+    features, style, logits, photo = collect(step, DataLoader(dataset, batch_size, num_workers=workers))
+    return Outputs(features.numpy(), style.numpy(), logits.numpy(), photo.numpy() if photo.shape[1] else None)

@@ -254,11 +254,12 @@ def ood_section(c: dict) -> list[str]:
     if not ood:
         return []
     gate = c["ood"]
-    text = (f"**Out-of-scope gate.** {gate['method']}; threshold {gate['threshold']:.3f} (99th percentile on the "
-            "validation split), plus cheap checks: a flat picture, a skin-coloured share under "
-            f"{gate.get('skin_fraction_min', 0):.3f} (validation 1st percentile) or pixel noise (sharpness over "
-            f"{gate.get('sharpness_max', 0):.3f}, validation 99.5th percentile). Test lesions wrongly refused: "
-            f"{ood['test_lesions_refused']:.1%}.")
+    split = gate.get("cheap_limits_fitted_on", "validation split").replace(" splits", "").replace(" split", "")
+    text = (f"**Out-of-scope gate.** {gate['method']}; threshold {gate['threshold']:.3f} "
+            f"({gate.get('quantile_on_val', 0.99):.1%} quantile on the validation split), plus cheap checks: a flat "
+            f"picture, a skin-coloured share under {gate.get('skin_fraction_min', 0):.3f} ({split} 1st percentile) "
+            f"or pixel noise (sharpness over {gate.get('sharpness_max', 0):.3f}, {split} 99.5th percentile). "
+            f"Test lesions wrongly refused: {ood['test_lesions_refused']:.1%}.")
     if oos:
         text += (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
                  "`python -m training.ood_check`).")
