@@ -71,18 +71,19 @@ def photo_type_accuracy(predicted: np.ndarray, kinds: np.ndarray) -> dict[str, f
 
 
 def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
-    """Keep the trained photo-type head, or replace it by a logistic regression on the train features when that
-    has the higher balanced accuracy on validation (the mean over photo types: most of the app's users send
-    phone photos, which are few in the data). Returns config.json's "photo_type" section."""
+    """Keep the trained photo-type head, or replace it by a class-balanced logistic regression on the train
+    features when that has the higher balanced accuracy on validation (the mean over photo types: most of the
+    app's users send phone photos, which are few in the data). Returns config.json's "photo_type" section."""
     trained = photo_type_accuracy(val.photo_logits.argmax(1), kind_va)
-    weight, bias = fit_linear_head(train.features, kind_tr)
+    balance = len(kind_tr) / (len(PHOTO_TYPES) * np.bincount(kind_tr, minlength=len(PHOTO_TYPES)))[kind_tr]
+    weight, bias = fit_linear_head(train.features, kind_tr, weights=balance)
     refit = photo_type_accuracy((val.features @ weight.T + bias).argmax(1), kind_va)
     better = refit["balanced"] > trained["balanced"]
     if better:
         with torch.no_grad():
             model.photo_head.weight.copy_(torch.from_numpy(weight))
             model.photo_head.bias.copy_(torch.from_numpy(bias))
-    return {"head": "logistic regression on the train features" if better else "as trained",
+    return {"head": "class-balanced logistic regression on the train features" if better else "as trained",
             "chosen_by": "balanced accuracy on the validation split",
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 

@@ -131,8 +131,8 @@ def photo_head_sentence(c: dict) -> str:
         return ", ".join(f"{name} {value:.1%}" for name, value in a.items())
 
     return (f" Photo-type head: {head['head']}, chosen by {head['chosen_by']} (the trained head: "
-            f"{accuracies(head['val_accuracy_trained_head'])}; a logistic regression on the train features: "
-            f"{accuracies(head['val_accuracy_refit_head'])}).")
+            f"{accuracies(head['val_accuracy_trained_head'])}; a class-balanced logistic regression on the train "
+            f"features: {accuracies(head['val_accuracy_refit_head'])}).")
 
 
 def comparison_table(c: dict, teachers: list[Path], compare: list[tuple[str, Path]]) -> list[str]:
