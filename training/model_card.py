@@ -254,7 +254,7 @@ def ood_section(c: dict) -> list[str]:
     if not ood:
         return []
     gate = c["ood"]
-    split = gate.get("cheap_limits_fitted_on", "validation split").replace(" splits", "").replace(" split", "")
+    split = "train and validation" if gate.get("cheap_limits_fitted_on") else "validation"
     text = (f"**Out-of-scope gate.** {gate['method']}; threshold {gate['threshold']:.3f} "
             f"({gate.get('quantile_on_val', 0.99):.1%} quantile on the validation split), plus cheap checks: a flat "
             f"picture, a skin-coloured share under {gate.get('skin_fraction_min', 0):.3f} ({split} 1st percentile) "
