@@ -179,10 +179,12 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
                                                         answers[every["photo_type"] == name])
                                 for name in PHOTO_TYPES if (every["photo_type"] == name).any()}
     dermoscopic = every["photo_type"] == PHOTO_TYPES[0]
-    if every.loc[dermoscopic, "source_group"].nunique() > 1:  # an unseen clinic may be more like the weaker one
-        results["by_source"] = {source: photo_type_report(every[rows], answers[rows])
-                                for source in every.loc[dermoscopic, "source_group"].unique()
-                                for rows in [dermoscopic & (every["source_group"] == source)]}
+    sources = every.loc[dermoscopic, "source_group"].unique()
+    if len(sources) > 1:  # an unseen clinic may be more like the weaker one
+        results["by_source"] = {}
+        for source in sources:
+            rows = dermoscopic & (every["source_group"] == source)
+            results["by_source"][source] = photo_type_report(every[rows], answers[rows])
     plots(weights, y, p, p_raw, rep, summary)
     save_metrics(weights, split_name, results)
     print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
