@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from model import ood
+from model.runtime import run_all
 
 FLIPS = ([3], [2], [2, 3])  # with the image itself, the 4 views of test-time augmentation
 
@@ -35,16 +35,14 @@ def network_outputs(model, dataset, device: torch.device | str = "cpu", batch_si
 
     def step(image, meta, *_):
         image, meta = image.to(device), meta.to(device)
-        maps, earlier = model.forward_levels(image, ood.LEVEL)
-        features = model.pool_maps(maps)
-        logits = model.forward_head(features, meta)
+        _, features, style, logits = run_all(model, image, meta)  # the numbers the app's runner gives
         if tta:
             for dims in FLIPS:
                 logits = logits + model(torch.flip(image, dims), meta)
             logits = logits / (1 + len(FLIPS))
         photo = model.forward_photo_type(features)
         photo = features.new_zeros((len(features), 0)) if photo is None else photo
-        return features.float().cpu(), ood.style(earlier).float().cpu(), logits.float().cpu(), photo.float().cpu()
+        return features.float().cpu(), style.float().cpu(), logits.float().cpu(), photo.float().cpu()
 
     features, style, logits, photo = collect(step, DataLoader(dataset, batch_size, num_workers=workers))
     return Outputs(features.numpy(), style.numpy(), logits.numpy(), photo.numpy() if photo.shape[1] else None)
