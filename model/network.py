@@ -17,6 +17,7 @@ class ModelArgs:
     dropout: float = 0.3
     drop_path_rate: float = 0.0
     photo_types: int = 0  # > 0: a linear head on the image features that tells dermoscopic from clinical photos
+    diagnoses: int = 0    # > 0: a training-only head on the fused features over the fine-grained diagnoses
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +46,11 @@ class SkinLesionNet(nn.Module):
                                   nn.Linear(self.feature_dim + args.meta_hidden, args.num_classes))
         # Image features only: the kind of photo is a property of the picture, not of the patient.
         self.photo_head = nn.Linear(self.feature_dim, args.photo_types) if args.photo_types else None
+        # "Benign" lumps naevi, keratoses and dermatofibromas together; learning them apart (as the SIIM-ISIC
+        # 2020 winners did with nine diagnoses) shapes features that tell them from cancers. The app answers
+        # from `head` alone.
+        self.diagnosis_head = (nn.Linear(self.feature_dim + args.meta_hidden, args.diagnoses)
+                               if args.diagnoses else None)
 
     def forward_maps(self, image: torch.Tensor) -> torch.Tensor:
         """The last spatial feature maps (B, C, H/32, W/32): what Grad-CAM explains."""
@@ -63,8 +69,11 @@ class SkinLesionNet(nn.Module):
     def forward_features(self, image: torch.Tensor) -> torch.Tensor:
         return self.pool_maps(self.forward_maps(image))
 
+    def fuse(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        return torch.cat([features, self.meta(meta)], dim=1)
+
     def forward_head(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([features, self.meta(meta)], dim=1))
+        return self.head(self.fuse(features, meta))
 
     def forward_photo_type(self, features: torch.Tensor) -> torch.Tensor | None:
         """Logits over config["photo_types"], or None for weights without that head."""

@@ -88,11 +88,9 @@ def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
-def calibrate(model, df, split, cache, spec, pre, offsets: dict | None = None) -> tuple[dict, dict]:
+def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
-    validation split, per photo type where the data has more than one (the first type's values are the defaults).
-    `offsets`: a photo type's label-mix logit offset, when the network was trained with them (--type-prior);
-    that type's logits get it before anything is fitted, and so does the app."""
+    validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
@@ -122,11 +120,9 @@ def calibrate(model, df, split, cache, spec, pre, offsets: dict | None = None) -
         m = kind_va == k
         if not m.any():
             continue
-        offset = (offsets or {}).get(name)
-        logits = val.logits[m] + (0.0 if offset is None else np.array(offset, dtype=np.float32))
-        t = fit_temperature(logits, y_va[m])
-        p = softmax(logits / t)
-        fitted = {"calibration": {"temperature": t, **({} if offset is None else {"logit_offset": offset})},
+        t = fit_temperature(val.logits[m], y_va[m])
+        p = softmax(val.logits[m] / t)
+        fitted = {"calibration": {"temperature": t},
                   "thresholds": fit_thresholds(y_va[m], p, None if k == 0 else sections["thresholds"]),
                   "ood": ood.fit_limits(d_va[m], list(qualities[kind_all == k]))}
         for section, values in fitted.items():
@@ -180,8 +176,7 @@ def training_command(run: Path) -> str | None:
 def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test."""
     model, config, _ = load_model(run / "best")
-    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"],
-                                      config.pop("label_mix_offsets", None))
+    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
     command = command or training_command(run)
     config.update(**sections, training=training_record(config, args, seconds, command),
                   data=data_record(args, df, split))

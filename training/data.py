@@ -21,10 +21,15 @@ from model.image import center_square, open_image
 from model.metadata import MetadataSpec
 
 PHOTO_TYPES = ["dermoscopic", "clinical"]  # the photo-type head's classes, in this order
+# The fine-grained diagnoses the training-only diagnosis head learns (HAM10000's vocabulary; PAD-UFES-20 and
+# ISIC 2017 names mapped onto it); each sums into one of the app's four classes.
+DIAGNOSES = ["NV", "BKL", "DF", "VASC", "MEL", "BCC", "SCC", "AKIEC", "NONE"]
+DIAGNOSIS_ALIASES = {"NEV": "NV", "SEK": "BKL", "ACK": "AKIEC"}
 REQUIRED = ["image_id", "file", "label4"]
 SPLIT_FILE = "split.csv"
 METADATA_FIELDS = ("age", "sex", "site")
-MISSINGNESS_GAP = 0.15  # a field whose share of missing values differs this much between labels is a shortcut
+IGNORE = -100  # cross_entropy's ignore_index: a target that is not to be learned
+MISSINGNESS_GAP = 0.10  # a field whose share of missing values differs this much between labels is a shortcut
 
 
 class DataError(ValueError):
@@ -46,7 +51,7 @@ def read_metadata(data_dir: Path | str, skip_bad_rows: bool = False, spec: Metad
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise DataError(f"{csv} lacks the column(s) {', '.join(missing)}; see the README for the format.")
-    for c in ("age", "sex", "site", "lesion_id", "source"):
+    for c in ("age", "sex", "site", "lesion_id", "source", "diagnosis"):
         if c not in df.columns:
             df[c] = ""
     spec = spec or MetadataSpec()
@@ -83,12 +88,21 @@ def read_metadata(data_dir: Path | str, skip_bad_rows: bool = False, spec: Metad
     out[["label", "age_value", "sex_value", "site_value"]] = pd.DataFrame(rows, dtype=object)
     out["label"] = out["label"].astype(int)
     out["path"] = [str(data_dir / f) for f in out["file"]]
+    out["diagnosis_index"] = list(map(diagnosis_index, out["diagnosis"], out["label"]))
     return out
+
+
+def diagnosis_index(diagnosis: str, label: int) -> int:
+    """The row's index in DIAGNOSES, or IGNORE when the column is empty or names another diagnosis."""
+    if label == NO_LESION:
+        return DIAGNOSES.index("NONE")
+    name = DIAGNOSIS_ALIASES.get(diagnosis.upper(), diagnosis.upper())
+    return DIAGNOSES.index(name) if name in DIAGNOSES else IGNORE
 
 
 def source_group(source: str) -> str:
     """The collection an image comes from, from the `source` column: what leave-source-out holds out."""
-    for name in ("PAD-UFES-20", "HAM10000"):
+    for name in ("PAD-UFES-20", "ISIC 2017", "HAM10000"):
         if name in source:
             return name
     return "ISIC archive" if "ISIC" in source else (source or "unknown")
@@ -108,7 +122,41 @@ def read_sources(dermoscopic, clinical=(), skip_bad_rows: bool = False, spec: Me
     if len(dupes):
         raise DataError(f"{len(dupes)} image_id(s) appear in more than one data folder, e.g. {dupes.iloc[0]!r}.")
     df["source_group"] = df["source"].map(source_group)
+    if check_images:
+        df = group_near_duplicates(df)
     return hide_shortcuts(df)
+
+
+NEAR_DUPLICATE_BITS = 4  # difference hashes this close (of 64 bits) are taken for images of one lesion
+
+
+def difference_hash(path: str) -> int:
+    """A 64-bit perceptual hash (dHash: is each pixel brighter than its right neighbour, on a 9x8 grey copy)."""
+    with Image.open(path) as im:
+        im.draft("L", (64, 64))
+        a = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    return int(np.packbits((a[:, 1:] > a[:, :-1]).ravel()).view(">u8")[0])
+
+
+def group_near_duplicates(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a lesion_id whose images are near-copies of another row's (the ISIC Archive holds some
+    lesions under several ids) get that row's lesion_id, or a shared "dup:" one, so a split cannot put the
+    copies on both sides. Only rows without a lesion_id are hashed; they are compared with every row."""
+    loose = (df["lesion_id"] == "").to_numpy()
+    if not loose.any():
+        return df
+    hashes = np.array([difference_hash(p) for p in df["path"]], dtype=np.uint64)
+    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1).astype(bool)
+    df, before = df.copy(), df["lesion_id"].copy()
+    ids, column = df["image_id"].to_numpy(), df.columns.get_loc("lesion_id")
+    for i in np.flatnonzero(loose):
+        close = np.flatnonzero((bits[i] != bits).sum(1) <= NEAR_DUPLICATE_BITS)
+        close = close[close != i]
+        if len(close):
+            j = close[0]
+            df.iat[i, column] = df["lesion_id"].iat[j] or f"dup:{ids[min(i, j)]}"
+    df.attrs["near_duplicates"] = int((df["lesion_id"] != before).sum())
+    return df
 
 
 def hide_shortcuts(df: pd.DataFrame, gap: float = MISSINGNESS_GAP) -> pd.DataFrame:
@@ -187,11 +235,17 @@ def load_or_make_split(df: pd.DataFrame, run_dir: Path, seed: int, extend: bool 
         new = split.isna()
         if not new.any():
             return split
-        group = lesion_groups(df)
-        if not extend or group[new].isin(group[~new]).any():
+        if not extend:
             raise DataError(f"{path} does not cover {int(new.sum())} image(s) of the data; "
                             "use the data it was made for, or a new run folder.")
-        split[new] = make_split(df[new], seed).values
+        group = lesion_groups(df)
+        known = group[~new].groupby(group[~new]).first().index
+        side = split[~new].groupby(group[~new]).first()
+        joins = new & group.isin(known)  # a new image of a lesion already split goes to that lesion's side
+        split[joins] = group[joins].map(side).values
+        rest = new & ~joins
+        if rest.any():
+            split[rest] = make_split(df[rest], seed).values
         print(f"{path}: {int(new.sum())} new image(s) split by the same rule: {split[new].value_counts().to_dict()}")
     else:
         split = make_split(df, seed)
@@ -203,8 +257,8 @@ CACHE_MIN_SIDE = 224  # images are decoded at least this large, so training crop
 
 
 def cache_side(args) -> int:
-    """The side training decodes images to: --cache-size, or the input size but at least CACHE_MIN_SIDE."""
-    return args.cache_size or max(args.size, CACHE_MIN_SIDE)
+    """The side training decodes images to: --cache-size, or the largest input size but at least CACHE_MIN_SIDE."""
+    return args.cache_size or max(args.size, getattr(args, "final_size", 0), CACHE_MIN_SIDE)
 
 
 def load_images(paths, size: int) -> torch.Tensor:
@@ -223,9 +277,6 @@ def encode_metadata(df: pd.DataFrame, spec: MetadataSpec) -> np.ndarray:
     return np.array([spec.encode(a, s, t) for a, s, t in fields], dtype=np.float32).reshape(len(df), spec.dim)
 
 
-IGNORE = -100  # cross_entropy's ignore_index: a photo-type target that is not to be learned
-
-
 class SkinDataset(Dataset):
     """(image, metadata vector, label, photo-type target, row index). Metadata dropout hides fields so the
     model learns to answer well without them: p_all hides all three at once, p_field each one on its own.
@@ -233,20 +284,24 @@ class SkinDataset(Dataset):
     `images`: the rows' decoded images (load_images), or None to open each from disk as the app does.
     `hide_metadata` gives every row unknown age, sex and site.
     `restyle` (training only) makes a dermoscopic image look like a phone photo with probability p_restyle;
-    such an image is of neither kind, so its photo-type target is IGNORE."""
+    such an image is of neither kind, so its photo-type target is IGNORE. `ink` (training only) draws
+    marker-pen marks on an image of any class with probability p_ink (training/ink.py)."""
 
     def __init__(self, df: pd.DataFrame, images: torch.Tensor | None, transform, spec: MetadataSpec,
                  p_all: float = 0.0, p_field: float = 0.0, restyle=None, p_restyle: float = 0.0,
-                 hide_metadata: bool = False):
+                 hide_metadata: bool = False, ink=None, p_ink: float = 0.0):
         self.df, self.images, self.transform, self.spec = df.reset_index(drop=True), images, transform, spec
         self.p_all, self.p_field = p_all, p_field
         self.restyle, self.p_restyle = restyle, p_restyle
+        self.ink, self.p_ink = ink, p_ink
         self.meta = torch.from_numpy(encode_metadata(self.df, spec))
         if hide_metadata:
             self.meta[:] = torch.tensor(spec.unknown())
         self.labels = torch.tensor(self.df["label"].values, dtype=torch.long)
         index = self.df["photo_type_index"] if "photo_type_index" in self.df else pd.Series(0, index=self.df.index)
         self.photo_types = torch.tensor(index.values, dtype=torch.long)
+        diagnoses = self.df.get("diagnosis_index", pd.Series(IGNORE, index=self.df.index))
+        self.diagnoses = torch.tensor(diagnoses.values, dtype=torch.long)
 
     def __len__(self):
         return len(self.df)
@@ -264,4 +319,20 @@ class SkinDataset(Dataset):
         dermoscopic = photo_type == PHOTO_TYPES.index("dermoscopic")
         if self.restyle is not None and dermoscopic and random.random() < self.p_restyle:
             image, photo_type = self.restyle(image), torch.tensor(IGNORE)
+        if self.ink is not None and random.random() < self.p_ink:
+            image = self.ink(image)
         return self.transform(image), meta, self.labels[i], photo_type, i
+
+
+def collection_weights(df: pd.DataFrame) -> np.ndarray:
+    """A sampling weight per row that gives every collection (source_group) the same label mix: the mix of all
+    rows, over the classes the collection has. Melanoma is 8 % of HAM10000's lesions and 29 % of the ISIC
+    archive's, and phone photos are mostly cancers, so without this whatever tells the collections apart
+    (scaling, vignette, rulers, camera) also predicts the label. Each collection keeps its total weight."""
+    overall = df["label"].value_counts(normalize=True)
+    weights = np.ones(len(df))
+    for _, rows in df.groupby("source_group"):
+        observed = rows["label"].value_counts(normalize=True)
+        target = overall[observed.index] / overall[observed.index].sum()
+        weights[df.index.get_indexer(rows.index)] = (target / observed)[rows["label"]].to_numpy()
+    return weights

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
+import random
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -33,11 +36,13 @@ from model.metadata import MetadataSpec
 from model.network import ModelArgs, SkinLesionNet
 from training.calibrate import COMMAND_FILE, finalize
 from training.data import (
+    DIAGNOSES,
     IGNORE,
     PHOTO_TYPES,
     SPLIT_FILE,
     SkinDataset,
     cache_side,
+    collection_weights,
     hold_out,
     load_images,
     load_or_make_split,
@@ -45,6 +50,7 @@ from training.data import (
 )
 from training.fitting import softmax
 from training.inference import network_outputs
+from training.ink import MarkerInk
 from training.metrics import auc, class_weights, classification_report, malignant_scores
 from training.restyle import PhoneStyle
 
@@ -66,14 +72,19 @@ def setup_distributed():
     return rank, dist.get_world_size(), torch.device("cpu")
 
 
-def preprocessing(model: SkinLesionNet, size: int, color_constancy: int = 0) -> dict:
+def preprocessing(model: SkinLesionNet, size: int) -> dict:
     import timm
     cfg = timm.data.resolve_model_data_config(model.backbone)
-    pre = {"input_size": size, "mean": list(cfg["mean"]), "std": list(cfg["std"]),
-           "interpolation": cfg["interpolation"], "resize": "centre square crop, then resize"}
-    if color_constancy:
-        pre["color_constancy"] = color_constancy
-    return pre
+    return {"input_size": size, "mean": list(cfg["mean"]), "std": list(cfg["std"]),
+            "interpolation": cfg["interpolation"]}
+
+
+def epoch_size(args, epoch: int) -> int:
+    """Progressive resolution (FixRes, EfficientNetV2): --size for most epochs, --final-size for the last
+    --final-epochs, so most of the compute goes to cheap low-resolution epochs."""
+    if args.final_size and epoch >= args.epochs - args.final_epochs:
+        return args.final_size
+    return args.size
 
 
 def load_init(model: SkinLesionNet, path: str):
@@ -82,10 +93,11 @@ def load_init(model: SkinLesionNet, path: str):
     if Path(path).is_dir():
         state = load_model(path)[0].state_dict()
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("photo_head.")]:
+        if unexpected or [k for k in missing if not k.startswith(("photo_head.", "diagnosis_head."))]:
             raise SystemExit(f"--init {path} does not fit this network: "
                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-        print(f"network initialised from {path}" + (" (photo-type head new)" if missing else ""))
+        new = sorted({k.split(".")[0] for k in missing})
+        print(f"network initialised from {path}" + (f" (new: {', '.join(new)})" if new else ""))
         return
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
@@ -104,17 +116,18 @@ def load_init(model: SkinLesionNet, path: str):
 
 class Student(torch.nn.Module):
     """The network plus the projection of its features onto the teacher's: one module, so DDP syncs both.
-    Returns (class logits, projected features, photo-type logits or None). With `detach_photo_type` the
-    photo-type head learns from the features without shaping them."""
+    Returns (class logits, projected features, photo-type logits or None, diagnosis logits or None)."""
 
-    def __init__(self, model: SkinLesionNet, projector: torch.nn.Module, detach_photo_type: bool = False):
+    def __init__(self, model: SkinLesionNet, projector: torch.nn.Module):
         super().__init__()
-        self.model, self.projector, self.detach_photo_type = model, projector, detach_photo_type
+        self.model, self.projector = model, projector
 
     def forward(self, image, meta):
         features = self.model.forward_features(image)
-        photo_logits = self.model.forward_photo_type(features.detach() if self.detach_photo_type else features)
-        return self.model.forward_head(features, meta), self.projector(features), photo_logits
+        fused = self.model.fuse(features, meta)
+        diagnosis = None if self.model.diagnosis_head is None else self.model.diagnosis_head(fused)
+        return (self.model.head(fused), self.projector(features), self.model.forward_photo_type(features),
+                diagnosis)
 
 
 class Teacher:
@@ -134,44 +147,32 @@ class Teacher:
         self.features = torch.from_numpy((feats - mu) / sd)
 
 
-def type_prior_offsets(ds_train: torch.utils.data.Subset) -> torch.Tensor:
-    """(photo types, classes): log p(class | photo type) - log p(class | dermoscopic) over the training draws
-    (add-one smoothed). Added to the logits of the loss, it lets the label mix of each kind of photo be a
-    bias of its own, so the image features need not learn "looks like a phone photo" to fit the phone photos'
-    mix of labels."""
-    labels = ds_train.dataset.labels[ds_train.indices].numpy()
-    kinds = ds_train.dataset.photo_types[ds_train.indices].numpy()
-    counts = np.stack([np.bincount(labels[kinds == k], minlength=len(CLASSES)) for k in range(len(PHOTO_TYPES))])
-    log_prior = np.log((counts + 1) / (counts + 1).sum(1, keepdims=True))
-    offsets = torch.from_numpy((log_prior - log_prior[:1]).astype(np.float32))
-    print("label-mix offsets by photo type:", offsets.tolist())
-    return offsets
-
-
 def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank,
-                    offsets=None):
+                    diagnoses: torch.Tensor):
     student.train()
     if device.type == "cuda":
         autocast = torch.autocast("cuda", dtype=torch.bfloat16)
     else:
         autocast = torch.autocast("cpu", enabled=False)
-    totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0, "photo": 0.0}, 0
+    totals, n = {"loss": 0.0, "ce": 0.0, "kd": 0.0, "feat": 0.0, "photo": 0.0, "diagnosis": 0.0}, 0
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=rank != 0, mininterval=10, leave=False)
     for image, meta, label, photo_type, idx in bar:
         image = image.to(device, non_blocking=True)
-        if device.type == "cuda":
-            image = image.contiguous(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last)
         meta, label, photo_type = meta.to(device), label.to(device), photo_type.to(device)
         with autocast:
-            logits, projected, photo_logits = student(image, meta)
-            if offsets is not None:  # a restyled dermoscopic image (photo type IGNORE) keeps dermoscopy's mix
-                logits = logits + offsets[photo_type.clamp(min=0)]
+            logits, projected, photo_logits, diagnosis_logits = student(image, meta)
             ce = F.cross_entropy(logits.float(), label, weight=class_w)
             loss, parts = ce, {"ce": ce.item()}
             if photo_logits is not None and (photo_type != IGNORE).any():
                 photo = F.cross_entropy(photo_logits.float(), photo_type, ignore_index=IGNORE)
                 loss = loss + args.photo_type_weight * photo
                 parts["photo"] = photo.item()
+            target = diagnoses[idx].to(device)
+            if diagnosis_logits is not None and (target != IGNORE).any():
+                diagnosis = F.cross_entropy(diagnosis_logits.float(), target, ignore_index=IGNORE)
+                loss = loss + args.diagnosis_weight * diagnosis
+                parts["diagnosis"] = diagnosis.item()
             if teacher is not None:
                 p_t = teacher.probs[idx].to(device)
                 kd = F.kl_div(F.log_softmax(logits.float(), 1), p_t, reduction="batchmean")
@@ -193,13 +194,11 @@ def train_one_epoch(student, loader, optimizer, scheduler, ema, class_w, teacher
     return {k: v / max(n, 1) for k, v in totals.items()}
 
 
-def predict_probs(model, dataset, device, offsets=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(labels, class probabilities, predicted photo-type index or None) over a data set; `offsets` (label-mix
-    offsets by photo type) are added by each row's own photo type."""
+def predict_probs(model, dataset, device) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(labels, class probabilities, predicted photo-type index or None) over a data set."""
     out = network_outputs(model, dataset, device, VAL_BATCH)
     types = None if out.photo_logits is None else out.photo_logits.argmax(1)
-    logits = out.logits if offsets is None else out.logits + offsets.cpu().numpy()[dataset.photo_types.numpy()]
-    return dataset.labels.numpy(), softmax(logits), types
+    return dataset.labels.numpy(), softmax(out.logits), types
 
 
 def validation_row(ds_val, y, p, types) -> dict:
@@ -244,7 +243,8 @@ def make_datasets(args, df, split, cache, pre: dict, spec: MetadataSpec):
     train = (split == "train").to_numpy(copy=True)
     ds_train = SkinDataset(df[train], cache[torch.from_numpy(train)], train_transform(pre, args.aug), spec,
                            p_all=args.meta_dropout, p_field=args.meta_dropout / 2,
-                           restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle)
+                           restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle,
+                           ink=MarkerInk() if args.ink else None, p_ink=args.ink)
     repeat = np.where(ds_train.df["photo_type"] == "clinical", args.clinical_repeat, 1)
     ds_train = torch.utils.data.Subset(ds_train, np.repeat(np.arange(len(ds_train.df)), repeat).tolist())
     val = (split == "val").to_numpy(copy=True)
@@ -254,9 +254,15 @@ def make_datasets(args, df, split, cache, pre: dict, spec: MetadataSpec):
 
 def make_loader(args, ds_train, rank: int, world: int, device):
     """(loader, distributed sampler or None). A single process draws args.samples_per_epoch images per epoch
-    when set, so a short run still validates and checkpoints often."""
+    when set, so a short run still validates and checkpoints often; with --balance-collections the draws
+    follow collection_weights (with replacement), so no collection carries its own label mix."""
     if world > 1:
+        if args.balance_collections:
+            raise SystemExit("--balance-collections is not supported with several processes yet.")
         sampler = DistributedSampler(ds_train, world, rank, shuffle=True, seed=args.seed)
+    elif args.balance_collections:
+        weights = collection_weights(ds_train.dataset.df)[ds_train.indices]
+        sampler = torch.utils.data.WeightedRandomSampler(weights.tolist(), args.samples_per_epoch or len(ds_train))
     elif args.samples_per_epoch:
         sampler = torch.utils.data.RandomSampler(ds_train, num_samples=args.samples_per_epoch)
     else:
@@ -276,6 +282,18 @@ def warmup_cosine(steps: int, warmup: int):
     return factor
 
 
+def rng_states() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
+
+
+def set_rng_states(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", s["numpy"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    random.setstate((s["python_version"], tuple(s["python"]), None))
+
+
 def resume(run: Path, device, model, ema, projector, optimizer, scheduler) -> tuple[int, float]:
     """Load RUN/checkpoint.pt into everything that trains; (first epoch to run, best validation score so far)."""
     path = run / "checkpoint.pt"
@@ -288,6 +306,8 @@ def resume(run: Path, device, model, ema, projector, optimizer, scheduler) -> tu
     projector.load_state_dict(ck["projector"])
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
+    if "rng" in ck:
+        set_rng_states(ck["rng"])
     start = ck["epoch"] + 1
     summary = run / "summary.csv"
     if summary.is_file():  # drop rows of epochs after the checkpoint (a kill between the two writes)
@@ -297,9 +317,10 @@ def resume(run: Path, device, model, ema, projector, optimizer, scheduler) -> tu
     return start, ck["best_auc"]
 
 
-def save_checkpoint(run: Path, epoch: int, best: float, model, ema, projector, optimizer, scheduler):
+def save_checkpoint(run: Path, epoch: int, best: float, model, ema, projector, optimizer, scheduler, args):
     ck = {"model": model.state_dict(), "ema": ema.module.state_dict(), "projector": projector.state_dict(),
-          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best}
+          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "best_auc": best,
+          "args": vars(args), "rng": rng_states()}
     torch.save(ck, run / "checkpoint.tmp")
     os.replace(run / "checkpoint.tmp", run / "checkpoint.pt")  # atomic: a kill never leaves half a checkpoint
 
@@ -316,20 +337,55 @@ def append_summary(run: Path, row: dict):
     print(json.dumps(row), flush=True)
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_hashes(args) -> dict:
+    """The sha256 of what the run starts from (--init, --split-from, --teacher), so the record names the
+    content, not a folder that may since hold something else."""
+    out = {}
+    if args.init:
+        init = Path(args.init)
+        out["init"] = file_sha256(init / "model.safetensors" if init.is_dir() else init)
+    if args.split_from:
+        out["split_from"] = file_sha256(Path(args.split_from) / SPLIT_FILE)
+    if args.teacher:
+        out["teacher"] = file_sha256(Path(args.teacher))
+    return out
+
+
+def record_start(run: Path, args, start: int) -> None:
+    """args.json and command.txt are written once, by the run's first start; each resume adds a line to
+    resumes.jsonl."""
+    if not (run / "args.json").is_file():
+        (run / "args.json").write_text(json.dumps({**vars(args), "input_sha256": input_hashes(args)}, indent=2))
+        (run / COMMAND_FILE).write_text(command_line(vars(args)) + "\n")
+        return
+    with open(run / "resumes.jsonl", "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "epoch": start, "argv": sys.argv[1:]}) + "\n")
+
+
 def main(args):
     rank, world, device = setup_distributed()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed + rank)
     np.random.seed(args.seed + rank)
+    random.seed(args.seed + rank)  # metadata dropout, restyle, ink
     run = Path(args.output)
     df, split, spec = load_data(args, run, rank, world)
     photo_types = len(PHOTO_TYPES) if args.clinical_data else 0
     model = SkinLesionNet(ModelArgs(backbone=args.backbone, meta_dim=spec.dim, drop_path_rate=args.drop_path,
-                                    photo_types=photo_types)).to(device)
+                                    photo_types=photo_types,
+                                    diagnoses=len(DIAGNOSES) if args.diagnosis_weight else 0)).to(device)
     if args.init:
         load_init(model, args.init)
-    pre = preprocessing(model, args.size, args.color_constancy)
+    pre = preprocessing(model, epoch_size(args, 0))
     cache = load_images(df["path"], cache_side(args))
     ds_train, ds_val = make_datasets(args, df, split, cache, pre, spec)
     loader, sampler = make_loader(args, ds_train, rank, world, device)
@@ -340,9 +396,8 @@ def main(args):
         teacher.probs, teacher.features = teacher.probs[train], teacher.features[train]
     projector = torch.nn.Linear(model.feature_dim, teacher.features.shape[1]) if teacher else torch.nn.Identity()
     projector = projector.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    student = Student(model, projector, args.photo_type_detach)
+    model = model.to(memory_format=torch.channels_last)  # faster on CPU too (docs/training.md)
+    student = Student(model, projector)
     net = torch.nn.parallel.DistributedDataParallel(student) if world > 1 else student
     from timm.utils import ModelEmaV3
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)
@@ -351,36 +406,37 @@ def main(args):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, min(len(loader), steps // 10)))
     class_w = class_weights(ds_train.dataset.labels[ds_train.indices].numpy(), len(CLASSES))
     class_w = torch.from_numpy(class_w).to(device)
-    offsets = type_prior_offsets(ds_train).to(device) if args.type_prior and photo_types else None
     start, best = 0, -1.0
     if args.resume:
         start, best = resume(run, device, model, ema, projector, optimizer, scheduler)
     if rank == 0:
-        (run / "args.json").write_text(json.dumps(vars(args), indent=2))
-        (run / COMMAND_FILE).write_text(command_line(vars(args)) + "\n")
-    config = {"classes": CLASSES, "metadata": spec.to_dict(), "preprocessing": pre,
+        record_start(run, args, start)
+    config = {"classes": CLASSES, "metadata": spec.to_dict(),
               **({"photo_types": PHOTO_TYPES} if photo_types else {})}
-    if offsets is not None:  # read by calibration, which moves them into config["calibration"]
-        config["label_mix_offsets"] = {name: offsets[k].tolist() for k, name in enumerate(PHOTO_TYPES) if k}
 
     t_start = time.time()
     for epoch in range(start, args.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if epoch_size(args, epoch) != pre["input_size"] or epoch == start:
+            pre = preprocessing(model, epoch_size(args, epoch))
+            ds_train.dataset.transform, ds_val.transform = train_transform(pre, args.aug), eval_transform(pre)
         t0 = time.time()
         stats = train_one_epoch(net, loader, optimizer, scheduler, ema, class_w, teacher, args, device, epoch, rank,
-                                offsets)
+                                ds_train.dataset.diagnoses)
         train_s = time.time() - t0
         if rank == 0:
-            val = validation_row(ds_val, *predict_probs(ema.module, ds_val, device, offsets))
-            append_summary(run, {"epoch": epoch, **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
+            val = validation_row(ds_val, *predict_probs(ema.module, ds_val, device))
+            append_summary(run, {"epoch": epoch, "size": pre["input_size"],
+                                 **{f"train_{k}": round(v, 5) for k, v in stats.items()}, **val,
                                  "lr": optimizer.param_groups[0]["lr"],
                                  "train_images_per_s": round(len(loader) * args.batch_size * world / train_s, 1),
                                  "epoch_s": round(time.time() - t0, 1)})
             if val["val_score"] > best:
                 best = val["val_score"]
-                save_weights(ema.module, run / "best", {**config, "training": {"best_epoch": epoch, **val}})
-            save_checkpoint(run, epoch, best, model, ema, projector, optimizer, scheduler)
+                save_weights(ema.module, run / "best", {**config, "preprocessing": pre,
+                                                        "training": {"best_epoch": epoch, **val}})
+            save_checkpoint(run, epoch, best, model, ema, projector, optimizer, scheduler, args)
         if world > 1:
             dist.barrier()
 
@@ -419,12 +475,11 @@ def get_args_parser():
     p.add_argument("--restyle", type=float, default=0.0,
                    help="chance of making a dermoscopic training image look like a phone photo")
     p.add_argument("--photo-type-weight", type=float, default=0.2, help="weight of the photo-type loss")
-    p.add_argument("--type-prior", action="store_true",
-                   help="train with each photo type's label mix as a logit offset (see type_prior_offsets)")
-    p.add_argument("--photo-type-detach", action="store_true",
-                   help="the photo-type head learns from the image features without changing them")
-    p.add_argument("--color-constancy", type=int, default=0,
-                   help="Shades of Gray colour constancy with this p-norm, in training and inference (0 = off)")
+    p.add_argument("--diagnosis-weight", type=float, default=0.0,
+                   help="weight of the fine-grained diagnosis head's loss (0 = no such head)")
+    p.add_argument("--balance-collections", action="store_true",
+                   help="draw training images so that every collection has the same label mix")
+    p.add_argument("--ink", type=float, default=0.0, help="chance of drawing marker-pen ink on a training image")
     p.add_argument("--split-from", default=None,
                    help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
     p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
@@ -435,6 +490,8 @@ def get_args_parser():
     p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the soft-target loss (labels get 1 - alpha)")
     p.add_argument("--feat-beta", type=float, default=0.5, help="weight of the teacher-feature regression loss")
     p.add_argument("--size", type=int, default=160, help="input resolution")
+    p.add_argument("--final-size", type=int, default=0, help="input resolution of the last --final-epochs epochs")
+    p.add_argument("--final-epochs", type=int, default=0)
     p.add_argument("--cache-size", type=int, default=0,
                    help="resolution images are decoded to in RAM (default max(size, 224))")
     p.add_argument("--epochs", type=int, default=10)
