@@ -285,15 +285,17 @@ class SkinDataset(Dataset):
     `hide_metadata` gives every row unknown age, sex and site.
     `restyle` (training only) makes a dermoscopic image look like a phone photo with probability p_restyle;
     such an image is of neither kind, so its photo-type target is IGNORE. `ink` (training only) draws
-    marker-pen marks on an image of any class with probability p_ink (training/ink.py)."""
+    marker-pen marks on an image of any class with probability p_ink (training/ink.py); `tone` recolours it to
+    another skin tone with probability p_tone (training/skin_tone.py)."""
 
     def __init__(self, df: pd.DataFrame, images: torch.Tensor | None, transform, spec: MetadataSpec,
                  p_all: float = 0.0, p_field: float = 0.0, restyle=None, p_restyle: float = 0.0,
-                 hide_metadata: bool = False, ink=None, p_ink: float = 0.0):
+                 hide_metadata: bool = False, ink=None, p_ink: float = 0.0, tone=None,
+                 p_tone: float = 0.0):
         self.df, self.images, self.transform, self.spec = df.reset_index(drop=True), images, transform, spec
         self.p_all, self.p_field = p_all, p_field
         self.restyle, self.p_restyle = restyle, p_restyle
-        self.ink, self.p_ink = ink, p_ink
+        self.ink, self.p_ink, self.tone, self.p_tone = ink, p_ink, tone, p_tone
         self.meta = torch.from_numpy(encode_metadata(self.df, spec))
         if hide_metadata:
             self.meta[:] = torch.tensor(spec.unknown())
@@ -319,6 +321,8 @@ class SkinDataset(Dataset):
         dermoscopic = photo_type == PHOTO_TYPES.index("dermoscopic")
         if self.restyle is not None and dermoscopic and random.random() < self.p_restyle:
             image, photo_type = self.restyle(image), torch.tensor(IGNORE)
+        if self.tone is not None and random.random() < self.p_tone:
+            image = self.tone(image)
         if self.ink is not None and random.random() < self.p_ink:
             image = self.ink(image)
         return self.transform(image), meta, self.labels[i], photo_type, i

@@ -53,6 +53,7 @@ from training.inference import network_outputs
 from training.ink import MarkerInk
 from training.metrics import auc, class_weights, classification_report, malignant_scores
 from training.restyle import PhoneStyle
+from training.skin_tone import RandomSkinTone
 
 GRAD_CLIP = 5.0          # gradient norm clipping
 VAL_BATCH = 64
@@ -244,7 +245,8 @@ def make_datasets(args, df, split, cache, pre: dict, spec: MetadataSpec):
     ds_train = SkinDataset(df[train], cache[torch.from_numpy(train)], train_transform(pre, args.aug), spec,
                            p_all=args.meta_dropout, p_field=args.meta_dropout / 2,
                            restyle=PhoneStyle() if args.restyle else None, p_restyle=args.restyle,
-                           ink=MarkerInk() if args.ink else None, p_ink=args.ink)
+                           ink=MarkerInk() if args.ink else None, p_ink=args.ink,
+                           tone=RandomSkinTone() if args.skin_tone else None, p_tone=args.skin_tone)
     repeat = np.where(ds_train.df["photo_type"] == "clinical", args.clinical_repeat, 1)
     ds_train = torch.utils.data.Subset(ds_train, np.repeat(np.arange(len(ds_train.df)), repeat).tolist())
     val = (split == "val").to_numpy(copy=True)
@@ -480,6 +482,8 @@ def get_args_parser():
     p.add_argument("--balance-collections", action="store_true",
                    help="draw training images so that every collection has the same label mix")
     p.add_argument("--ink", type=float, default=0.0, help="chance of drawing marker-pen ink on a training image")
+    p.add_argument("--skin-tone", type=float, default=0.0,
+                   help="chance of recolouring a training image to a random Monk Skin Tone shade")
     p.add_argument("--split-from", default=None,
                    help="start the run's split.csv from this folder's (e.g. weights/); new rows get their own")
     p.add_argument("--output", default="runs/student", help="output folder (split, summary, checkpoints, weights)")
