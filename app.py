@@ -30,8 +30,10 @@ from PIL import Image
 
 from model import CheckpointError, MetadataSpec, load_classifier, open_image
 from model.batching import BatchingRunner
-from model.classifier import OUT_OF_SCOPE_MESSAGE, PHOTO_TYPE_NAMES, PHOTO_TYPE_TEXT
 from model.gradcam import overlay
+from model.photo_types import meaning
+from model.photo_types import name as photo_type_name
+from model.texts import words
 
 # Gradio's run history would keep each request's photo in the browser (read at launch): never.
 os.environ["GRADIO_RUN_HISTORY"] = "False"
@@ -185,7 +187,7 @@ def about_model(config: dict) -> str:
                   "Photo kind recognised |",
                   "|---|---|---|---|---|---|"]
         for name, r in by_type.items():
-            lines.append(f"| {PHOTO_TYPE_NAMES.get(name, name)} | {r.get('n', '?')} | {with_ci(r, 'malignant_auc')} | "
+            lines.append(f"| {photo_type_name(name)} | {r.get('n', '?')} | {with_ci(r, 'malignant_auc')} | "
                          f"{with_ci(r, 'sensitivity_malignant_flagged')} | {with_ci(r, 'benign_called_high')} | "
                          f"{fmt(r.get('photo_type_accuracy', '-'))} |")
         lines.append("\nPhone photos are few in the training data (446, one clinic in Brazil, 24 melanomas, "
@@ -278,13 +280,13 @@ def colour_key() -> str:
 def verdict(pred) -> str:
     """What a worried person reads first: the risk level, what to do, how far to trust the photo."""
     if not pred.in_scope:
-        return f"## No assessment\n{OUT_OF_SCOPE_MESSAGE}"
+        return f"## {words('refusal.title')}\n{words('refusal.' + pred.refusal_reason)}"
     parts = [f"## {RISK_TITLE[pred.risk]}", f"**{pred.advice}**"]
     if pred.photo_type is not None:
-        parts.append(PHOTO_TYPE_TEXT[pred.photo_type])
+        parts.append(meaning(pred.photo_type))
     if pred.warnings:
         parts.append("**About the photo:**\n" + "\n".join(f"- {w}" for w in pred.warnings))
-    if pred.risk == "low":
+    if pred.advice_code == "low":
         parts.append(ABCDE)
     return "\n\n".join(parts)
 

@@ -16,31 +16,13 @@ import torch
 from PIL import Image
 
 from . import ood
-from .checkpoint import DEFAULT_WEIGHTS, load_model, metadata_spec
+from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
+from .photo_types import fitted
 from .quality import check
 from .runtime import optimize
-
-RISK_TEXT = {
-    "high": "High concern: please see a dermatologist soon (within a few weeks).",
-    "moderate": "Some concern: have this spot checked by a doctor or dermatologist.",
-    "low": "Low concern: keep an eye on it. See a doctor if it changes in size, shape or colour, "
-           "bleeds or itches, or looks different from your other moles (the ABCDE signs).",
-    "uncertain": "The model is unsure about this photo: have the spot checked by a doctor to be safe.",
-    "out_of_scope": "This does not look like a close-up photo of skin, so no assessment was made.",
-}
-PHOTO_TYPE_NAMES = {"dermoscopic": "Dermoscopy image", "clinical": "Phone or camera photo"}
-# What the kind of photo means for how far to trust the answer, in plain words (the app shows it).
-PHOTO_TYPE_TEXT = {
-    "dermoscopic": "This looks like a dermoscopy image (taken through a skin magnifier with its own light). "
-                   "Most of the photos the model learned from are of this kind.",
-    "clinical": "This looks like an ordinary camera or phone photo. The model learned from far fewer of these "
-                "(a few hundred, from one clinic in Brazil), so treat its answer as a rough guide and let a "
-                "doctor look at the spot if you are worried.",
-}
-OUT_OF_SCOPE_MESSAGE = ("This picture does not look like a close-up of a skin spot, so the model will not guess. "
-                        "Please upload a sharp, well-lit close-up of the spot, filling most of the frame.")
+from .texts import words
 
 
 @dataclass
@@ -48,11 +30,14 @@ class Prediction:
     probabilities: dict[str, float]
     label: str                          # class id with the highest probability
     risk: str                           # "high" | "moderate" | "low" | "uncertain" | "out_of_scope"
-    advice: str
+    advice: str                         # in English; model/texts.py has it in other languages under advice_code
     in_scope: bool = True
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)       # in English, one per warning code
     ood_distance: float | None = None
     photo_type: str | None = None       # "dermoscopic" | "clinical"; None for weights without a photo-type head
+    warning_codes: list[str] = field(default_factory=list)  # see model/quality.py
+    refusal_reason: str | None = None   # why it is out of scope, a code of ood.REFUSALS; None when in scope
+    advice_code: str = ""               # the texts key after "risk.": the risk, or "no_lesion"
     # Grad-CAM of the predicted class, (H', W') in [0, 1] over the centred square the model saw; None when
     # out of scope. gradcam.overlay(photo, heatmap) draws it over the photo (or a thumbnail of it).
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -98,7 +83,7 @@ class Classifier:
         self.photo_types = list(config.get("photo_types", []))
         self.ood = {k: v.to(self.device) for k, v in (ood_tensors or {}).items()}
         if self.ood and config.get("ood", {}).get("level") != ood.LEVEL:
-            raise ValueError("These weights' out-of-scope gate was fitted on other features than this version "
+            raise CheckpointError("These weights' out-of-scope gate was fitted on other features than this version "
                              "measures. Fit it again: python -m training.calibrate --run <the training run>.")
         # The fast path (ONNX Runtime on CPU, see runtime.py); Grad-CAM uses self.model's small head only.
         self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
@@ -118,9 +103,8 @@ class Classifier:
         return ood.distance(style, self.ood) if self.ood else None
 
     def fitted(self, section: str, photo_type: str | None) -> dict:
-        """config[section] with the values fitted for this photo type (config[section]["by_photo_type"]) on top."""
-        values = self.config.get(section, {})
-        return {**values, **values.get("by_photo_type", {}).get(photo_type, {})}
+        """config[section] with the values fitted for this photo type on top (model/photo_types.py)."""
+        return fitted(self.config, section, photo_type)
 
     def risk(self, probs: dict[str, float], photo_type: str | None = None) -> str:
         """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py),
@@ -132,10 +116,13 @@ class Classifier:
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        in_scope = ood.in_scope(q, d, self.fitted("ood", photo_type))
-        risk = self.risk(probs, photo_type) if in_scope else "out_of_scope"
-        return Prediction(probs, label, risk, RISK_TEXT[risk], in_scope, q.warnings, d, photo_type=photo_type,
-                          heatmap=heatmap if in_scope else None)
+        limits = {t: self.fitted("ood", t) for t in (self.photo_types or [photo_type])}
+        reason = ood.verdict(q, d, limits, photo_type)
+        risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
+        advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
+        return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,
+                          photo_type=photo_type, warning_codes=q.warning_codes, refusal_reason=reason,
+                          advice_code=advice, heatmap=heatmap if reason is None else None)
 
     def _photo_types(self, feats: torch.Tensor) -> list[str | None]:
         logits = self.model.forward_photo_type(feats.float()) if self.photo_types else None
@@ -157,10 +144,7 @@ class Classifier:
         types = self._photo_types(feats)
         calibration = [self.fitted("calibration", t) for t in types]
         temperature = torch.tensor([[c.get("temperature", 1.0)] for c in calibration], device=logits.device)
-        # the label-mix offset of a photo type whose network was trained with one (training/train.py)
-        offset = torch.tensor([c.get("logit_offset", [0.0] * len(self.classes)) for c in calibration],
-                              device=logits.device)
-        logits = (logits.float() + offset) / temperature
+        logits = logits.float() / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(style)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))

@@ -130,28 +130,13 @@ def _interpolation(name: str) -> v2.InterpolationMode:
     return v2.InterpolationMode(name)
 
 
-def shades_of_gray(x: torch.Tensor, p: int = 6) -> torch.Tensor:
-    """Colour constancy (Finlayson & Trezzi 2004) on a uint8 (3, H, W) tensor: the illuminant is each channel's
-    p-norm mean, and each channel is scaled by it so that a grey illuminant leaves the image unchanged."""
-    f = x.float()
-    e = f.pow(p).mean(dim=(-2, -1), keepdim=True).pow(1 / p).clamp_min(1.0)
-    gain = e.norm(dim=0, keepdim=True) / (e * 3 ** 0.5)
-    return (f * gain).clamp(0, 255).round().to(torch.uint8)
-
-
-def _constancy(pre: dict) -> list:
-    """Shades of Gray when config.json's preprocessing names a p-norm (`color_constancy`), else nothing."""
-    p = pre.get("color_constancy", 0)
-    return [v2.Lambda(lambda x: shades_of_gray(x, p))] if p else []
-
-
 def eval_transform(pre: dict) -> v2.Compose:
     """The inference transform (PIL RGB -> normalised tensor), built from config.json's `preprocessing`."""
     size = pre["input_size"]
     return v2.Compose([
         v2.Lambda(center_square),
         v2.Resize((size, size), interpolation=_interpolation(pre["interpolation"]), antialias=True),
-        v2.ToImage(), *_constancy(pre), v2.ToDtype(torch.float32, scale=True),
+        v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(pre["mean"], pre["std"]),
     ])
 
@@ -172,7 +157,6 @@ def train_transform(pre: dict, strength: float = 1.0) -> v2.Compose:
     """
     size, s = pre["input_size"], strength
     ops = [
-        *_constancy(pre),
         v2.Lambda(center_square),
         v2.RandomResizedCrop(size, scale=(1 - 0.5 * min(s, 1.0), 1.0), ratio=(3 / 4, 4 / 3),
                              interpolation=v2.InterpolationMode.BILINEAR, antialias=True),

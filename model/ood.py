@@ -68,13 +68,30 @@ def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, flo
             "sharpness_max": float(np.quantile([q.sharpness for q in qualities], SHARPNESS_QUANTILE))}
 
 
-def cheap_checks_pass(q: Quality, limits: dict) -> bool:
-    """Not flat, enough skin-coloured pixels, not pixel noise (limits from config.json's "ood" section)."""
-    return (not q.flat and q.skin_fraction >= limits.get("skin_fraction_min", 0.0)
-            and q.sharpness <= limits.get("sharpness_max", float("inf")))
+REFUSALS = ("flat", "no_skin", "noise", "unlike_training")  # refusal codes (texts: refusal.<code>), in check order
 
 
-def in_scope(q: Quality, d: float | None, limits: dict) -> bool:
-    """The gate's verdict for one picture: its cheap checks and, where the weights have the gate, its distance."""
+def refusal(q: Quality, d: float | None, limits: dict) -> str | None:
+    """Why one photo type's limits refuse a picture (a code of REFUSALS), or None when they let it through:
+    flat, too little skin colour, pixel noise, or a style far from every training group (where the weights
+    have the gate)."""
+    if q.flat:
+        return "flat"
+    if q.skin_fraction < limits.get("skin_fraction_min", 0.0):
+        return "no_skin"
+    if q.sharpness > limits.get("sharpness_max", float("inf")):
+        return "noise"
     threshold = limits.get("threshold")
-    return cheap_checks_pass(q, limits) and (d is None or threshold is None or d <= threshold)
+    if d is not None and threshold is not None and d > threshold:
+        return "unlike_training"
+    return None
+
+
+def verdict(q: Quality, d: float | None, limits_by_type: dict[str | None, dict], photo_type: str | None) -> str | None:
+    """The gate's verdict for one picture: None (in scope) when the limits of any photo type let it through, so
+    that a doubt about the kind of photo never turns into a refusal; else the refusal code of the limits of the
+    type the photo-type head chose."""
+    reasons = {t: refusal(q, d, limits) for t, limits in limits_by_type.items()}
+    if any(r is None for r in reasons.values()):
+        return None
+    return reasons.get(photo_type) or next(iter(reasons.values()))

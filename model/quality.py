@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter, ImageStat
 
+from .texts import words
+
 MIN_GOOD_SIDE = 224  # a photo with a shorter side gets the "small photo" warning
 FLAT_STDDEV = 4.0  # a thumbnail whose every channel varies less than this (grey levels) is a solid colour
 DARK_MEAN = 50  # a mean grey level (0-255) below this: "very dark"
@@ -77,32 +79,36 @@ def spot_offset(small: Image.Image) -> float | None:
 
 @dataclass
 class Quality:
-    warnings: list[str]
+    warning_codes: list[str]  # "small", "dark", "bright", "blurred", "off_centre" (texts: warning.<code>)
     flat: bool              # a solid colour or nearly so
     skin_fraction: float
     sharpness: float
     spot_offset: float | None = None  # see spot_offset
+    size: tuple[int, int] = (0, 0)    # the photo's width and height
+
+    def warnings(self, lang: str = "en") -> list[str]:
+        """The warnings in plain words."""
+        width, height = self.size
+        return [words(f"warning.{code}", lang, width=width, height=height) for code in self.warning_codes]
 
 
 def check(img: Image.Image) -> Quality:
-    """Warnings in plain words, and the numbers the out-of-scope gate's cheap checks use."""
+    """Warning codes, and the numbers the out-of-scope gate's cheap checks use."""
     small = thumbnail(img)
     flat = max(ImageStat.Stat(small).stddev) < FLAT_STDDEV  # per-channel spread, from PIL's histograms
     grey = np.asarray(small.convert("L").resize((256, 256), Image.Resampling.BILINEAR), dtype=np.float32)
     sharp = sharpness(grey)
     warnings = []
     if min(img.size) < MIN_GOOD_SIDE:
-        warnings.append(f"The photo is small ({img.size[0]}x{img.size[1]} pixels); a sharper, larger photo gives "
-                        "a more reliable answer.")
+        warnings.append("small")
     mean = float(grey.mean())
     if mean < DARK_MEAN:
-        warnings.append("The photo is very dark; take it in good, even light.")
+        warnings.append("dark")
     elif mean > BRIGHT_MEAN or (grey >= WHITE_LEVEL).mean() > WHITE_SHARE:
-        warnings.append("The photo is very bright or overexposed; avoid a flash or direct sunlight on the spot.")
+        warnings.append("bright")
     if not flat and sharp < BLUR_THRESHOLD:
-        warnings.append("The photo looks blurred; hold the camera steady and let it focus on the spot.")
+        warnings.append("blurred")
     offset = None if flat else spot_offset(small)
     if offset is not None and offset > OFF_CENTRE:
-        warnings.append("The spot does not seem to be in the middle of the photo. The model looks at the centre: "
-                        "retake or crop the photo with the spot in the middle, filling most of the frame.")
-    return Quality(warnings, flat, skin_fraction(small), sharp, offset)
+        warnings.append("off_centre")
+    return Quality(warnings, flat, skin_fraction(small), sharp, offset, img.size)

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from model.photo_types import PHOTO_TYPES, meaning
+from model.texts import words
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "melanoma_ISIC_0026853.jpg"
 CLASS_NAMES = {"Melanoma", "Other skin cancer", "Benign lesion", "No lesion"}
@@ -53,7 +56,7 @@ def test_solid_colour_is_refused_without_bars(client, app, tmp_path):
     Image.new("RGB", (300, 300), (200, 150, 120)).save(tmp_path / "flat.png")
     label, verdict, heatmap = predict(client, tmp_path / "flat.png")
     assert not label or not label.get("confidences")
-    assert app.OUT_OF_SCOPE_MESSAGE in verdict
+    assert words("refusal.flat") in verdict
     assert heatmap is None
 
 
@@ -132,8 +135,8 @@ def test_verdict_says_what_kind_of_photo_it_saw(app, photo_type):
                       "High concern: see a dermatologist.", photo_type=photo_type)
     text = app.verdict(pred)
     assert text.startswith("## Risk: high") and "High concern" in text
-    for kind, sentence in app.PHOTO_TYPE_TEXT.items():
-        assert (sentence in text) == (kind == photo_type)
+    for kind in PHOTO_TYPES:
+        assert (meaning(kind) in text) == (kind == photo_type)
 
 
 def test_gallery_follows_its_rule_file(app):
@@ -199,15 +202,14 @@ def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_
 def test_phone_photo_end_to_end(client, app):
     """A phone photo through /predict: four bars, and the verdict says which kind of photo the model saw and
     what that means for trusting it, the same kind as the model's own answer for that photo."""
-    from model.classifier import PHOTO_TYPE_TEXT
     phone = ROOT / "examples" / "gallery_phone_PAT_63_98_127.jpg"
     label, verdict, _ = predict(client, phone, 58, None, "face")
     own = app.clf.predict(phone, age=58, site="face")
     if not own.in_scope:
-        assert app.OUT_OF_SCOPE_MESSAGE in verdict
+        assert words(f"refusal.{own.refusal_reason}") in verdict
         return
     assert_four_bars(label)
     if own.photo_type is None:
         pytest.skip("these weights have no photo-type head")
-    assert PHOTO_TYPE_TEXT[own.photo_type] in verdict
-    assert sum(text in verdict for text in PHOTO_TYPE_TEXT.values()) == 1
+    assert meaning(own.photo_type) in verdict
+    assert sum(meaning(kind) in verdict for kind in PHOTO_TYPES) == 1

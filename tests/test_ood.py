@@ -35,24 +35,37 @@ def test_distance_is_to_the_nearest_centre():
 
 def test_limits_refuse_the_chosen_share_of_validation_images():
     d = np.linspace(0, 1, 1001)
-    q = [Quality(warnings=[], flat=False, skin_fraction=s, sharpness=s) for s in np.linspace(0, 1, 1001)]
+    q = [Quality(warning_codes=[], flat=False, skin_fraction=s, sharpness=s) for s in np.linspace(0, 1, 1001)]
     limits = ood.fit_limits(d, q)
     assert np.mean(d > limits["threshold"]) == pytest.approx(1 - ood.QUANTILE, abs=2e-3)
-    refused = [not ood.cheap_checks_pass(x, limits) for x in q]
+    refused = [ood.refusal(x, None, limits) is not None for x in q]
     assert np.mean(refused) == pytest.approx(ood.SKIN_QUANTILE + 1 - ood.SHARPNESS_QUANTILE, abs=3e-3)
 
 
 @pytest.mark.parametrize("flat, skin, sharp, d, expected", [
-    (False, 0.5, 0.2, 1.0, True),
-    (True, 0.5, 0.2, 1.0, False),     # a flat picture
-    (False, 0.01, 0.2, 1.0, False),   # too little skin colour
-    (False, 0.5, 0.9, 1.0, False),    # pixel noise
-    (False, 0.5, 0.2, 3.0, False),    # far from every training group
-    (False, 0.5, 0.2, None, True),    # weights without the distance: the cheap checks decide
+    (False, 0.5, 0.2, 1.0, None),
+    (True, 0.5, 0.2, 1.0, "flat"),               # a flat picture
+    (False, 0.01, 0.2, 1.0, "no_skin"),          # too little skin colour
+    (False, 0.5, 0.9, 1.0, "noise"),             # pixel noise
+    (False, 0.5, 0.2, 3.0, "unlike_training"),   # far from every training group
+    (False, 0.5, 0.2, None, None),               # weights without the distance: the cheap checks decide
 ])
-def test_verdict(flat, skin, sharp, d, expected):
+def test_refusal_names_the_check_that_failed(flat, skin, sharp, d, expected):
     limits = {"threshold": 2.0, "skin_fraction_min": 0.1, "sharpness_max": 0.5}
-    assert ood.in_scope(Quality(warnings=[], flat=flat, skin_fraction=skin, sharpness=sharp), d, limits) is expected
+    q = Quality(warning_codes=[], flat=flat, skin_fraction=skin, sharpness=sharp)
+    assert ood.refusal(q, d, limits) == expected
+
+
+def test_a_doubt_about_the_photo_type_never_refuses():
+    """A phone photo taken for dermoscopy passes when the phone limits let it through, and a refusal gives the
+    reason of the limits of the type the head chose."""
+    limits = {"dermoscopic": {"threshold": 2.0, "skin_fraction_min": 0.11}, "clinical": {"skin_fraction_min": 0.03}}
+    phone_like = Quality(warning_codes=[], flat=False, skin_fraction=0.05, sharpness=0.2)
+    assert ood.verdict(phone_like, 1.0, limits, "dermoscopic") is None
+    far = Quality(warning_codes=[], flat=False, skin_fraction=0.05, sharpness=0.2)
+    limits["clinical"]["threshold"] = 1.5
+    assert ood.verdict(far, 2.5, limits, "dermoscopic") == "no_skin"
+    assert ood.verdict(far, 2.5, limits, "clinical") == "unlike_training"
 
 
 def test_style_is_the_mean_and_spread_of_each_channel():
@@ -83,7 +96,8 @@ def test_the_classifier_measures_the_style_of_the_middle_level(shipped):
 
 
 def test_weights_with_a_gate_on_other_features_are_refused_with_what_to_do(shipped):
+    from model import CheckpointError
     from model.classifier import Classifier
     config = {**shipped.config, "ood": {k: v for k, v in shipped.config["ood"].items() if k != "level"}}
-    with pytest.raises(ValueError, match="training.calibrate"):
+    with pytest.raises(CheckpointError, match="training.calibrate"):
         Classifier(shipped.model, config, shipped.ood, device="cpu")

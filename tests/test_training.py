@@ -315,13 +315,11 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     phone = _phone_fixture(fixture_data, tmp_path / "phone")
     run = tmp_path / "run"
     main(train_args(fixture_data, run, "--clinical-data", str(phone), "--restyle", "0.5", "--clinical-repeat", "2",
-                    "--color-constancy", "6", "--photo-type-detach", "--type-prior"))
+                    "--balance-collections", "--diagnosis-weight", "0.3", "--ink", "0.5", "--skin-tone", "0.5"))
     config = json.loads((run / "weights" / "config.json").read_text())
     assert config["photo_types"] == ["dermoscopic", "clinical"]
-    assert config["preprocessing"]["color_constancy"] == 6
+    assert config["architecture"]["diagnoses"] == 9
     assert 0 <= config["photo_type"]["val_accuracy_refit_head"]["balanced"] <= 1
-    offset = config["calibration"]["by_photo_type"]["clinical"]["logit_offset"]
-    assert len(offset) == 4 and "label_mix_offsets" not in config
     for section in ("calibration", "thresholds", "ood"):
         assert set(config[section]["by_photo_type"]) == {"clinical"}, section
     assert config["thresholds"]["by_photo_type"]["clinical"]["malignant"] > 0

@@ -19,8 +19,8 @@ from torchvision.transforms.v2 import functional as F
 from model.checkpoint import CLASS_IDS, NO_LESION
 from model.image import center_square, open_image
 from model.metadata import MetadataSpec
+from model.photo_types import PHOTO_TYPES
 
-PHOTO_TYPES = ["dermoscopic", "clinical"]  # the photo-type head's classes, in this order
 # The fine-grained diagnoses the training-only diagnosis head learns (HAM10000's vocabulary; PAD-UFES-20 and
 # ISIC 2017 names mapped onto it); each sums into one of the app's four classes.
 DIAGNOSES = ["NV", "BKL", "DF", "VASC", "MEL", "BCC", "SCC", "AKIEC", "NONE"]

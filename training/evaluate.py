@@ -142,7 +142,7 @@ def ood_report(df, style: np.ndarray, ood_tensors: dict, limits: dict) -> dict:
     """The out-of-scope gate on dermoscopic test rows, with the dermoscopic limits: what it refuses, and by
     which test."""
     y = df["label"].values
-    cheap_ok = np.array([ood.cheap_checks_pass(check(open_image(path)), limits) for path in df["path"]])
+    cheap_ok = np.array([ood.refusal(check(open_image(path)), None, limits) is None for path in df["path"]])
     far = ood.distance(torch.from_numpy(style), ood_tensors).numpy() > limits["threshold"]
     refused, lesion = far | ~cheap_ok, y != NO_LESION
     return {"threshold": limits["threshold"],

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from model.checkpoint import read_config
+from model.photo_types import fitted
 
 
 def pct(x) -> str:
@@ -112,12 +113,10 @@ def data_paragraph(c: dict) -> str:
 
 def training_paragraph(c: dict) -> str:
     t = c.get("training", {})
-    constancy = c["preprocessing"].get("color_constancy")
     return (f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, "
             f"seed {t.get('seed')}, {round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} "
             f"(torch {t.get('torch')}); best epoch {t.get('best_epoch')} by validation score. "
-            f"Input {c['preprocessing']['input_size']} px, centre square crop"
-            + (f", Shades of Gray colour constancy (p={constancy})." if constancy else ".")
+            f"Input {c['preprocessing']['input_size']} px, centre square crop."
             + photo_head_sentence(c))
 
 
@@ -236,8 +235,8 @@ def calibration_section(c: dict) -> list[str]:
 def photo_type_thresholds(c: dict) -> list[str]:
     """A paragraph per photo type that has its own temperature and thresholds."""
     out = []
-    for name, th_type in c.get("thresholds", {}).get("by_photo_type", {}).items():
-        cal = c["calibration"].get("by_photo_type", {}).get(name, {})
+    for name in c.get("thresholds", {}).get("by_photo_type", {}):
+        th_type, cal = fitted(c, "thresholds", name), fitted(c, "calibration", name)
         out += ["", f"**{name.capitalize()} photos** have their own temperature ({cal.get('temperature', 0):.3f}) "
                     "and thresholds, fitted on their validation rows: moderate when the malignant probability >= "
                     f"{th_type.get('malignant', 0):.3f} (sensitivity 0.90), high when it is >= "
