@@ -6,14 +6,18 @@
 
 A folder is read recursively (hidden files and folders left out); a CSV names one photo per row, relative to
 the CSV's folder, with optional age, sex and site columns. The output has one row per photo, in the input's
-order: file, the four probabilities, label, risk, in_scope, photo_type, warnings and error. A photo that
-cannot be read, or a row with an impossible age, sex or site, gets its message in `error` and empty
-probabilities; the run goes on.
+order: file, the four probabilities, label, risk, in_scope, refusal_reason, photo_type, warnings and error.
+A photo the model refuses (not a close-up of skin: risk out_of_scope) keeps its probabilities, but its label is
+left empty, so that a filter on the label counts only answers, and refusal_reason says why (a code of
+model.ood.REFUSALS). A photo that cannot be read, or a row with an impossible age, sex or site, gets its
+message in `error` and empty probabilities; the run goes on.
 
 Rows are appended and flushed after every batch, so a run that is stopped and started again with the same
 --out skips the photos already written and loses at most one batch. Under torchrun each process takes every
 N-th photo still to do and appends to OUT.part<rank>; when all are done, rank 0 merges the parts into OUT.
 The folder or CSV and --out must be on a file system that all the processes see.
+
+SKINLESION_PREDICT_PAUSE_S=S waits S seconds after each batch is written: the tests stop a run there, midway.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import io
 import os
 import re
 import sys
+import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from datetime import timedelta
@@ -92,7 +97,8 @@ def list_inputs(args) -> list[Item]:
 # ---- one batch -----------------------------------------------------------------------------------------------
 
 def columns(classes: list[str]) -> list[str]:
-    return ["file", *[f"prob_{c}" for c in classes], "label", "risk", "in_scope", "photo_type", "warnings", "error"]
+    return ["file", *[f"prob_{c}" for c in classes], "label", "risk", "in_scope", "refusal_reason", "photo_type",
+            "warnings", "error"]
 
 
 def one_line(text: str) -> str:
@@ -116,8 +122,9 @@ def read_item(clf: Classifier, item: Item):
 
 
 def result_row(item: Item, p: Prediction) -> dict:
-    return {"file": item.file, **{f"prob_{c}": f"{v:.6f}" for c, v in p.probabilities.items()}, "label": p.label,
-            "risk": p.risk, "in_scope": p.in_scope, "photo_type": p.photo_type or "",
+    return {"file": item.file, **{f"prob_{c}": f"{v:.6f}" for c, v in p.probabilities.items()},
+            "label": p.label if p.in_scope else "", "risk": p.risk, "in_scope": p.in_scope,
+            "refusal_reason": p.refusal_reason or "", "photo_type": p.photo_type or "",
             "warnings": "; ".join(one_line(w) for w in p.warnings), "error": ""}
 
 
@@ -213,12 +220,14 @@ def run(clf: Classifier, items: list[Item], out: Path, batch: int, rank: int = 0
         dist.barrier()  # every rank has read the earlier rows before any rank writes
     share = todo[rank::world]
     bar = tqdm(total=len(share), unit="photo", disable=rank != 0, desc=f"rank 0 of {world}" if world > 1 else None)
+    pause = float(os.environ.get("SKINLESION_PREDICT_PAUSE_S") or 0)
 
     def batches():
         for start in range(0, len(share), batch):
             rows = predict_rows(clf, share[start:start + batch])
             bar.update(len(rows))
             yield rows
+            time.sleep(pause)  # after the batch was written (append asks for the next one once it has flushed)
     append(mine, keep, header, batches())
     bar.close()
     if world > 1:

@@ -122,8 +122,7 @@ def read_sources(dermoscopic, clinical=(), skip_bad_rows: bool = False, spec: Me
     if len(dupes):
         raise DataError(f"{len(dupes)} image_id(s) appear in more than one data folder, e.g. {dupes.iloc[0]!r}.")
     df["source_group"] = df["source"].map(source_group)
-    if check_images:
-        df = group_near_duplicates(df)
+    df = group_near_duplicates(df)
     return hide_shortcuts(df)
 
 

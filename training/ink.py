@@ -45,3 +45,15 @@ class MarkerInk:
                     x, y, r = random.uniform(0, w), random.uniform(0, h), line * random.uniform(1, 2.5)
                     draw.ellipse([x - r, y - r, x + r, y + r], fill=colour + (alpha,))
         return TF.pil_to_tensor(Image.alpha_composite(pil.convert("RGBA"), overlay).convert("RGB"))
+
+
+def ellipse_around_spot(image, colour=INKS[0], radius: float = 0.38, width: float = 0.015):
+    """A PIL photo with one marker ellipse around its centre, where the spot is: the biopsy mark of the ink
+    check (training/scope_check.py)."""
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    line = max(1, round(width * min(w, h)))
+    draw.ellipse([w * (0.5 - radius), h * (0.5 - radius), w * (0.5 + radius), h * (0.5 + radius)],
+                 outline=colour, width=line)
+    return out
