@@ -105,7 +105,11 @@ def load_model(weights_dir: Path | str = DEFAULT_WEIGHTS, verify: bool = True) -
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
     extra = {k[len(OOD_PREFIX):]: state.pop(k) for k in [k for k in state if k.startswith(OOD_PREFIX)]}
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # an unknown argument or backbone name
+        raise CheckpointError(f"The architecture in {weights_dir / CONFIG_FILE} cannot be built by this version of "
+                              f"the code ({type(e).__name__}: {e}).") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

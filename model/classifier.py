@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from . import ood
-from .checkpoint import DEFAULT_WEIGHTS, CheckpointError, load_model, metadata_spec
+from .checkpoint import CONFIG_FILE, DEFAULT_WEIGHTS, CheckpointError, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
 from .photo_types import fitted
@@ -164,5 +164,10 @@ class Classifier:
 
 
 def load_classifier(weights_dir: str | Path = DEFAULT_WEIGHTS, device: str = "auto") -> Classifier:
+    """The classifier of a weights folder; a folder that cannot be used raises CheckpointError, whatever is wrong."""
     model, config, ood_tensors = load_model(weights_dir)
-    return Classifier(model, config, ood_tensors, device)
+    try:
+        return Classifier(model, config, ood_tensors, device)
+    except (KeyError, TypeError, ValueError) as e:  # a section of config.json without the values it needs
+        raise CheckpointError(f"{Path(weights_dir) / CONFIG_FILE} lacks what this version of the code needs "
+                              f"({type(e).__name__}: {e}).") from None

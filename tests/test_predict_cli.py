@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from broken_weights import BREAKAGES, broken_weights
 from conftest import EXAMPLES, ROOT, free_port
 from PIL import Image
 
@@ -58,13 +59,15 @@ BAD = {"visit 2/broken.jpg": "damaged", "empty.jpg": "empty", "notes.txt": "not 
 
 
 def check_good_row(row, clf, path, age=None, sex=None, site=None):
-    """Probabilities of a distribution, label its top class, the same answer as clf.predict on that photo."""
+    """Probabilities of a distribution, label its top class (empty when refused, with the reason beside it), the
+    same answer as clf.predict on that photo."""
     probs = [float(row[c]) for c in PROBS]
     assert math.isclose(sum(probs), 1, abs_tol=1e-4) and all(0 <= p <= 1 for p in probs)
-    assert row["label"] == clf.classes[probs.index(max(probs))]
     assert row["risk"] in RISKS and row["in_scope"] in {"True", "False"} and row["error"] == ""
+    assert row["label"] == (clf.classes[probs.index(max(probs))] if row["in_scope"] == "True" else "")
     assert row["photo_type"] in {"", *clf.photo_types}
     ref = clf.predict(path, age, sex, site)
+    assert row["refusal_reason"] == (ref.refusal_reason or "") and row["in_scope"] == str(ref.in_scope)
     assert all(math.isclose(p, ref.probabilities[c], abs_tol=1e-4)
                for p, c in zip(probs, clf.classes, strict=True)), row["file"]
     assert row["risk"] == ref.risk and row["warnings"] == "; ".join(ref.warnings)
@@ -73,16 +76,32 @@ def check_good_row(row, clf, path, age=None, sex=None, site=None):
 def test_folder_recursive_with_bad_files(tmp_path, shipped):
     folder = photo_folder(tmp_path / "photos")
     rows = cli(folder, "--out", tmp_path / "predictions.csv", "--batch", "3")
-    assert list(rows.columns) == ["file", *PROBS, "label", "risk", "in_scope", "photo_type", "warnings", "error"]
+    assert list(rows.columns) == ["file", *PROBS, "label", "risk", "in_scope", "refusal_reason", "photo_type",
+                                  "warnings", "error"]
     expected = sorted([f"p{i}.jpg" for i in range(4)] + ["visit 2/close-ups/spot.png", *BAD])
     assert rows["file"].tolist() == expected   # one row per file, sorted, hidden files left out
     for row in rows.to_dict("records"):
         if row["file"] in BAD:
             assert BAD[row["file"]] in row["error"].lower(), row
-            assert all(row[c] == "" for c in PROBS + ["label", "risk"])
+            assert all(row[c] == "" for c in PROBS + ["label", "risk", "refusal_reason"])
             assert str(tmp_path) not in row["error"]
         else:
             check_good_row(row, shipped, folder / row["file"])
+
+
+def test_a_refused_picture_keeps_its_probabilities_but_no_label(tmp_path, shipped):
+    """A filter on the label counts answers only: a picture that is not skin has the reason instead."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (300, 300), (200, 150, 120)).save(folder / "flat.png")
+    shutil.copy(PHOTOS[0], folder / "spot.jpg")
+    rows = cli(folder, "--out", tmp_path / "p.csv").set_index("file")
+    flat = rows.loc["flat.png"]
+    assert flat["risk"] == "out_of_scope" and flat["in_scope"] == "False"
+    assert flat["label"] == "" and flat["refusal_reason"] == "flat"
+    assert math.isclose(sum(float(flat[c]) for c in PROBS), 1, abs_tol=1e-4)
+    for name, row in rows.iterrows():
+        check_good_row(row, shipped, folder / name)
 
 
 def test_csv_with_metadata_columns(tmp_path, shipped):
@@ -152,19 +171,21 @@ def test_resume_after_a_kill(tmp_path, stop):
     for i in range(60):
         shutil.copy(PHOTOS[i % len(PHOTOS)], folder / f"{i:03d}.jpg")
     out = tmp_path / "p.csv"
+    # The run waits 10 minutes after each batch it writes: the signal lands after the first batch, however fast
+    # or slow the machine is.
     proc = subprocess.Popen([sys.executable, "-m", "model.predict", str(folder), "--out", str(out), "--batch", "2"],
-                            cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", SKINLESION_PREDICT_PAUSE_S="600"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while proc.poll() is None and time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 2):
-        time.sleep(0.005)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
+        time.sleep(0.05)
     proc.send_signal(stop)
     stderr = proc.communicate()[1]
     if stop == signal.SIGINT:
         assert "Stopped." in stderr and "Traceback" not in stderr, stderr[-2000:]
     before = out.read_bytes()
     written = before[:before.rfind(b"\n") + 1].count(b"\n") - 1
-    assert 1 <= written < 60, f"the run ended before it could be stopped: {stderr[-2000:]}"
+    assert written == 2, f"the run was stopped elsewhere than after its first batch: {stderr[-2000:]}"
     rows = cli(folder, "--out", out)
     assert rows["file"].tolist() == [f"{i:03d}.jpg" for i in range(60)] and (rows["error"] == "").all()
     # the rows of the killed run kept as they were
@@ -188,3 +209,20 @@ def test_two_processes_give_the_single_process_csv(tmp_path):
     assert good.sum() == 5
     diff = (two.loc[good, PROBS].astype(float) - single.loc[good, PROBS].astype(float)).abs().to_numpy().max()
     assert diff < 1e-4
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_a_broken_weights_folder_is_a_clean_error(tmp_path, monkeypatch, breakage):
+    from model import load_classifier
+    monkeypatch.setattr(predict, "load_classifier", load_classifier)  # the real loading, not the session's copy
+    weights = broken_weights(tmp_path / "weights", breakage)
+    with pytest.raises(SystemExit, match=str(weights)):
+        cli(EXAMPLES, "--out", tmp_path / "p.csv", "--weights", weights)
+
+
+def test_a_broken_weights_folder_stops_the_command_with_its_message_and_no_traceback(tmp_path):
+    weights = broken_weights(tmp_path / "weights", "not_json")
+    done = subprocess.run([sys.executable, "-m", "model.predict", str(EXAMPLES), "--out", str(tmp_path / "p.csv"),
+                           "--weights", str(weights)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "is not valid JSON" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "p.csv").exists()
