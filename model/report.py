@@ -55,7 +55,8 @@ def sections(pred: Prediction, names: dict[str, str], size: tuple[int, int], lan
             (words("report.probabilities", lang),
              "\n".join(f"{names[c]}: {100 * p:.1f} %" for c, p in pred.probabilities.items())),
             (words("report.photo_type", lang), kind),
-            (words("report.warnings", lang), "\n".join(f"- {w}" for w in warnings) or words("report.no_warnings", lang))]
+            (words("report.warnings", lang),
+             "\n".join(f"- {w}" for w in warnings) or words("report.no_warnings", lang))]
 
 
 def wrapped(text: str) -> str:
@@ -81,8 +82,8 @@ def page(pred: Prediction, image: Image.Image, names: dict[str, str], model: dic
     unknown = words("report.unknown", lang)
     given = words("report.given", lang, **{k: (str(v).strip() or unknown) if v is not None else unknown
                                           for k, v in zip(("age", "sex", "site"), given, strict=True)})
-    made = words("report.made", lang, when=when.strftime("%Y-%m-%d %H:%M %Z"), sha=(model["weights_sha256"] or "?")[:12],
-                 size=model["input_size"])
+    made = words("report.made", lang, when=when.strftime("%Y-%m-%d %H:%M %Z"),
+                 sha=(model["weights_sha256"] or "?")[:12], size=model["input_size"])
     fig = Figure(figsize=A4)
     fig.text(0.07, 0.955, words("report.title", lang), fontsize=17, weight="bold", va="top")
     for x, picture, label in ((0.07, photo, "report.photo"), (0.52, heatmap, "report.heatmap")):
