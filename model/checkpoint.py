@@ -17,6 +17,7 @@ from .network import ModelArgs, SkinLesionNet
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+RECORD_FILE = "record.json"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
 CLASSES = [
@@ -57,18 +58,76 @@ def read_config(weights_dir: Path | str) -> dict:
     return config
 
 
-def write_config(weights_dir: Path | str, config: dict) -> None:
-    path = Path(weights_dir) / CONFIG_FILE
+def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(path)
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+def write_config(weights_dir: Path | str, config: dict) -> None:
+    _write_json(Path(weights_dir) / CONFIG_FILE, config)
+
+
+# A weights folder has two records. config.json holds what the Classifier reads, written once by training and
+# calibration; record.json holds how the weights were made (training, data) and what was measured on them
+# (metrics, appended by each analysis command), and the prose that explains the settings ("notes").
+FORMAT_VERSION = 2
+SETTINGS = ("classes", "metadata", "preprocessing", "photo_types", "architecture", "weights_sha256", "calibration",
+            "thresholds", "ood")
+NOTES = ("fitted_on", "chosen_on", "method", "quantile_on_val", "cheap_limits_fitted_on", "resize")
+
+
+def split_config(config: dict) -> tuple[dict, dict]:
+    """A config of the old single-file kind (or one being written) -> (settings, record)."""
+    settings, record, notes = {"format_version": FORMAT_VERSION}, {}, {}
+    for key, value in config.items():
+        if key == "format_version":
+            continue
+        if key not in SETTINGS:
+            record["photo_type_head" if key == "photo_type" else key] = value
+        elif isinstance(value, dict):
+            settings[key] = {k: v for k, v in value.items() if k not in NOTES}
+            if prose := {k: v for k, v in value.items() if k in NOTES}:
+                notes[key] = prose
+        else:
+            settings[key] = value
+    if notes:
+        record["notes"] = notes
+    return settings, record
+
+
+def read_record(weights_dir: Path | str) -> dict:
+    """record.json of a weights folder ({} when it has none)."""
+    path = Path(weights_dir) / RECORD_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}).") from None
+
+
+def write_record(weights_dir: Path | str, record: dict) -> None:
+    _write_json(Path(weights_dir) / RECORD_FILE, record)
+
+
+def read_card(weights_dir: Path | str) -> dict:
+    """Settings and record as one dict, each settings section with its notes: what the model card renders."""
+    settings, record = read_config(weights_dir), read_record(weights_dir)
+    card = {**settings, **{k: v for k, v in record.items() if k not in ("notes", "photo_type_head")}}
+    for section, prose in record.get("notes", {}).items():
+        card[section] = {**settings.get(section, {}), **prose}
+    if "photo_type_head" in record:
+        card["photo_type"] = record["photo_type_head"]
+    card.setdefault("metrics", {})
+    return card
 
 
 def save_metrics(weights_dir: Path | str, name: str, figures: dict) -> None:
-    """Put figures into config.json's "metrics" section under `name` (the model card and the app read them)."""
-    config = read_config(weights_dir)
-    config.setdefault("metrics", {})[name] = figures
-    write_config(weights_dir, config)
+    """Put figures into record.json's "metrics" under `name` (the model card and the app read them)."""
+    record = read_record(weights_dir)
+    record.setdefault("metrics", {})[name] = figures
+    write_record(weights_dir, record)
 
 
 def build_model(config: dict) -> SkinLesionNet:
@@ -79,15 +138,18 @@ OOD_PREFIX = "ood."  # tensors of the out-of-scope gate, stored beside the netwo
 
 
 def save_weights(model: SkinLesionNet, weights_dir: Path | str, config: dict, extra: dict | None = None) -> dict:
-    """Write model.safetensors (network + `extra` tensors under ood.) and config.json (with the file's sha256)."""
+    """Write model.safetensors (network + `extra` tensors under ood.), config.json (the settings, with the file's
+    sha256) and record.json (everything else of `config`: training, data, metrics, notes)."""
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state.update({OOD_PREFIX + k: v.detach().cpu().float().contiguous() for k, v in (extra or {}).items()})
     save_file(state, str(weights_dir / WEIGHTS_FILE))
     config = dict(config, architecture=model.args.to_dict(), weights_sha256=sha256(weights_dir / WEIGHTS_FILE))
-    write_config(weights_dir, config)
-    return config
+    settings, record = split_config(config)
+    write_config(weights_dir, settings)
+    write_record(weights_dir, record)
+    return settings
 
 
 def load_model(weights_dir: Path | str = DEFAULT_WEIGHTS, verify: bool = True) -> tuple[SkinLesionNet, dict, dict]:

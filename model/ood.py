@@ -1,22 +1,17 @@
 """The out-of-scope gate ("ood" in config.json and in the code): fitted by training/calibrate.py, applied by
-the Classifier and measured by training/evaluate.py, all with the functions below.
+the Classifier and measured by training/evaluate.py and training/scope_check.py, all with the functions below.
 
-A picture is refused (Prediction.in_scope False, risk "out_of_scope") when a cheap check fails (flat picture,
-too little skin colour, pixel noise) or when its style lies far from every training group: the Mahalanobis
+A picture is refused (Prediction.in_scope False, risk "out_of_scope", with a refusal reason) when it fails the
+limits of every photo type: a doubt about the kind of photo must never turn into a refusal. The limits of one
+type: cheap checks (flat picture, too little skin colour, pixel noise) and the style distance: the Mahalanobis
 distance to the nearest (class, photo type) centre, in a whitened PCA space of the within-group covariance of
-the train split, above the 99.5th percentile of the validation distances of its photo type.
+the train split, under a quantile of the validation distances of that type.
 
-The style: the mean and standard deviation over space of each channel at a middle level of the backbone
-(LEVEL), i.e. what textures and colours the picture is made of. The pooled features at the end of the network
-served worse: they are shaped by the four classes and by every change of the training recipe, and two recipes
-tried (colour constancy, the label-mix offset) put cats, temples and histology slides close to the lesions.
-When this was chosen (the shipped network, with its photo-type head as trained and the same cheap checks), the
-style let through 0 of the 56 non-skin pictures of training/ood_check.py (the pooled features: 1) and 1 of 168
-non-skin pictures kept for development (9), while refusing fewer phone photos of lesions that it never saw
-(7 % against 11 %, cross-fitted by patient).
-
-The cheap checks' limits are quantiles over the train and validation photos of each photo type (they learn
-nothing from the data, so the train photos are fair to use: 680 phone photos instead of 113).
+The style is the mean and standard deviation over space of each channel at a middle level of the backbone
+(LEVEL): what textures and colours the picture is made of. The pooled features at the end of the network are
+shaped by the four classes and by every change of the training recipe, so they served worse (the comparison is
+in docs/model_card.md). The gate and the cheap limits also see the train and validation photos recoloured to
+Monk Skin Tone shades, so that dark skin is not "unlike anything the model learned from".
 """
 from __future__ import annotations
 

@@ -46,6 +46,20 @@ def test_model_never_imports_training_or_benchmarks():
     assert not any(back.values()), {k: v for k, v in back.items() if v}
 
 
+def test_training_never_imports_the_app_and_the_app_never_imports_training():
+    g = graph()
+    assert not [m for name, deps in g.items() if name.startswith("training") for m in deps if m == "app"]
+    assert not [m for m in g["app"] if m.startswith("training")]
+
+
+def test_the_photo_type_rule_has_one_home():
+    """Only model/photo_types.py reads the by_photo_type values of a config section (its settings for one photo
+    type); the others call it. calibrate.py writes them."""
+    readers = [p.relative_to(ROOT).as_posix() for p in sources()
+               if '.get("by_photo_type", {})' in p.read_text()]
+    assert readers == ["model/photo_types.py"], readers
+
+
 def test_no_import_circles():
     g = graph()
     state: dict[str, str] = {}

@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, free_port, train_args
 
 from model import load_classifier
-from model.checkpoint import read_config, write_config
+from model.checkpoint import read_config, read_record, write_record
 from training.data import DataError, make_split, read_metadata
 
 
@@ -30,7 +30,8 @@ def test_training_produces_weights_that_load(trained_run, example_images):
     assert cfg["calibration"]["temperature"] > 0
     assert {"melanoma", "malignant", "melanoma_high", "malignant_high"} <= set(cfg["thresholds"])
     assert cfg["ood"]["threshold"] > 0 and clf.ood
-    assert cfg["metrics"]["test"]["report"]["n"] > 0
+    assert "metrics" not in cfg and "training" not in cfg and "method" not in cfg["ood"]  # settings only
+    assert read_record(weights)["metrics"]["test"]["report"]["n"] > 0
     summary = pd.read_csv(trained_run / "summary.csv")
     assert list(summary["epoch"]) == [0] and "val_macro_auc" in summary
     assert (trained_run / "split.csv").is_file() and (trained_run / "checkpoint.pt").is_file()
@@ -38,40 +39,51 @@ def test_training_produces_weights_that_load(trained_run, example_images):
         assert (weights / png).stat().st_size > 1000
 
 
-def test_the_cheap_checks_limits_come_from_the_train_and_validation_images(trained_run, fixture_data):
-    """They learn nothing from the data, so the train images count too: a quantile of 5x as many photos."""
+def test_the_skin_limit_holds_for_the_darkest_and_the_lightest_skin(trained_run, fixture_data):
+    """The cheap limits come from the train and validation photos, as they are and recoloured to Monk Skin Tone
+    shades, so the same photos recoloured to the darkest and the lightest shade still pass."""
+    from torchvision.transforms.v2 import functional as F
+
     from model import ood
     from model.image import open_image
     from model.quality import check
+    from training.skin_tone import MST, recolour
     split = pd.read_csv(trained_run / "split.csv")
     seen = split.loc[split["split"].isin(["train", "val"]), "image_id"]
-    skin = [check(open_image(fixture_data / "images" / f"{i}.jpg")).skin_fraction for i in seen]
+    photos = [F.pil_to_tensor(open_image(fixture_data / "images" / f"{i}.jpg")) for i in seen]
     limits = read_config(trained_run / "weights")["ood"]
-    assert limits["skin_fraction_min"] == pytest.approx(np.quantile(skin, ood.SKIN_QUANTILE), rel=1e-6)
-    assert limits["level"] == ood.LEVEL and limits["quantile_on_val"] == ood.QUANTILE
+    for shade in (MST[0], MST[-1]):
+        skin = np.array([check(F.to_pil_image(recolour(x, shade))).skin_fraction for x in photos])
+        assert (skin >= limits["skin_fraction_min"]).mean() >= 0.95, shade
+    assert limits["level"] == ood.LEVEL
+    assert read_record(trained_run / "weights")["notes"]["ood"]["quantile_on_val"] == ood.QUANTILE
 
 
 @pytest.fixture
 def weights_without_metrics(trained_weights, tmp_path) -> Path:
-    """A copy of the trained weights (the commands write into their folder) whose config.json has no metrics yet,
+    """A copy of the trained weights (the commands write into their folder) whose record has no metrics yet,
     so a figure found there afterwards was written by the command under test."""
     folder = tmp_path / "weights"
     shutil.copytree(trained_weights, folder)
-    config = read_config(folder)
-    del config["metrics"]
-    write_config(folder, config)
+    record = read_record(folder)
+    del record["metrics"]
+    write_record(folder, record)
     return folder
 
 
-def test_evaluate_command(weights_without_metrics, fixture_data):
-    from training.evaluate import evaluate
+def test_evaluate_is_pure_and_its_command_writes(weights_without_metrics, fixture_data):
+    from training.evaluate import evaluate, get_args_parser, main
     weights = weights_without_metrics
-    out = evaluate(weights, fixture_data)
+    before = {p.name: p.read_bytes() for p in weights.iterdir()}
+    out, _ = evaluate(weights, fixture_data)
+    assert {p.name: p.read_bytes() for p in weights.iterdir()} == before  # nothing written
     rep = out["report"]
     assert rep["n"] == len(pd.read_csv(weights / "split.csv").query("split == 'test'"))
     assert 0 <= rep["balanced_accuracy"] <= 1 and len(rep["confusion_matrix"]) == 4
     assert sum(map(sum, rep["confusion_matrix"])) == rep["n"]
-    assert read_config(weights)["metrics"]["test"]["n"] == rep["n"]
+    main(get_args_parser().parse_args(["--weights", str(weights), "--data", str(fixture_data)]))
+    assert read_record(weights)["metrics"]["test"]["n"] == rep["n"]
+    assert read_config(weights) == json.loads(before["config.json"])  # the settings are never rewritten
 
 
 def test_metadata_ablation_command(weights_without_metrics, fixture_data):
@@ -79,13 +91,13 @@ def test_metadata_ablation_command(weights_without_metrics, fixture_data):
     from training.metadata_ablation import ablation
     weights = weights_without_metrics
     out = ablation(weights, fixture_data)
-    reference = evaluate(weights, fixture_data)["metadata"]
+    reference = evaluate(weights, fixture_data)[0]["metadata"]
     assert out["rows"] == reference["rows_with_metadata"] > 0
     assert out["network_with_metadata"] == reference["with_metadata"]
     assert out["network_metadata_hidden"] == reference["metadata_hidden"]
     for name in ("image_only_head", "image_and_metadata_head"):
         assert 0 <= out[name]["balanced_accuracy"] <= 1 and 0 <= out[name]["ece"] <= 1
-    assert read_config(weights)["metrics"]["metadata_ablation"]["rows"] == out["rows"]
+    assert read_record(weights)["metrics"]["metadata_ablation"]["rows"] == out["rows"]
 
 
 def test_model_card_comes_from_config(trained_weights, tmp_path):
@@ -93,7 +105,7 @@ def test_model_card_comes_from_config(trained_weights, tmp_path):
     record = tmp_path / "old_run.json"
     record.write_text(json.dumps({"test": {"melanoma_auc": 0.4321, "malignant_auc": 0.5}}))
     text = card(trained_weights, compare=[("another run", trained_weights), ("a recorded run", record)])
-    rep = json.loads((trained_weights / "config.json").read_text())["metrics"]["test"]["report"]
+    rep = read_record(trained_weights)["metrics"]["test"]["report"]
     assert "| another run |" in text and "**shipped:" in text and "**Operating points**" in text
     assert f"| {rep['melanoma_auc']:.3f} |" in text
     assert "| a recorded run | 0.432 | 0.500 | - |" in text
@@ -109,7 +121,7 @@ def test_dermoscopy_is_reported_by_collection(fixture_data, trained_weights, tmp
     meta = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
     meta["source"] = np.where(meta["image_id"].str.endswith(("_v0", "_v1", "_v2")), "ISIC archive (test)", "HAM10000")
     meta.to_csv(data / "metadata.csv", index=False)
-    by_source = evaluate(weights, [data])["by_source"]
+    by_source = evaluate(weights, [data])[0]["by_source"]
     split = pd.read_csv(weights / "split.csv").merge(meta[["image_id", "source"]])
     counts = split.loc[split["split"] == "test", "source"].str.split(" ").str[0].value_counts()
     assert {k: v["n"] for k, v in by_source.items()} == {"ISIC archive": counts["ISIC"], "HAM10000": counts["HAM10000"]}
@@ -316,14 +328,14 @@ def test_training_with_phone_photos(fixture_data, tmp_path):
     run = tmp_path / "run"
     main(train_args(fixture_data, run, "--clinical-data", str(phone), "--restyle", "0.5", "--clinical-repeat", "2",
                     "--balance-collections", "--diagnosis-weight", "0.3", "--ink", "0.5", "--skin-tone", "0.5"))
-    config = json.loads((run / "weights" / "config.json").read_text())
+    config, record = read_config(run / "weights"), read_record(run / "weights")
     assert config["photo_types"] == ["dermoscopic", "clinical"]
     assert config["architecture"]["diagnoses"] == 9
-    assert 0 <= config["photo_type"]["val_accuracy_refit_head"]["balanced"] <= 1
+    assert 0 <= record["photo_type_head"]["val_accuracy_refit_head"]["balanced"] <= 1
     for section in ("calibration", "thresholds", "ood"):
         assert set(config[section]["by_photo_type"]) == {"clinical"}, section
     assert config["thresholds"]["by_photo_type"]["clinical"]["malignant"] > 0
-    by_type = config["metrics"]["test"]["by_photo_type"]
+    by_type = record["metrics"]["test"]["by_photo_type"]
     assert by_type["clinical"]["n"] == (pd.read_csv(run / "split.csv").query("split == 'test'")["image_id"]
                                         .str.startswith("phone_").sum())
     assert 0 <= by_type["clinical"]["photo_type_accuracy"] <= 1
@@ -351,8 +363,9 @@ def test_leave_source_out(fixture_data, tmp_path):
     assert (split.loc[held, "split"] == "held_out").all() and (split.loc[~held, "split"] != "held_out").all()
     record = compare(run, [fixture_data], [phone])
     assert record["held_out"]["n"] == held.sum() and record["in_source_test"]["n"] == (split["split"] == "test").sum()
-    drop = record["in_source_test"]["melanoma_auc"] - record["held_out"]["melanoma_auc"]
-    assert record["melanoma_auc_drop"] == pytest.approx(drop)
+    # evaluating run/best on test and on held-out rows writes nothing there: no plot titled "test split"
+    # can show held-out figures (the drop itself is checked on hand-made answers below)
+    assert not (run / "best" / "roc.png").exists() and "metrics" not in read_record(run / "best")
 
 
 def test_leave_source_out_same_population(fixture_data, trained_run, tmp_path, monkeypatch):
@@ -399,20 +412,24 @@ def test_model_card_shows_the_same_population_drop_only_where_measured():
     assert "| 0.090 (-0.10 to 0.12) |" in leave_source_out_rows({"b": {**run, "same_population": same}})[-1]
 
 
-@pytest.mark.parametrize("detach", [False, True])
-def test_photo_type_detach_keeps_the_backbone_out_of_the_photo_type_loss(detach):
+def test_the_diagnosis_head_shapes_the_features_and_the_rows_map_onto_it():
+    """The fine-grained diagnoses (PAD-UFES-20 and ISIC 2017 names mapped onto HAM10000's) are a training target
+    whose loss reaches the backbone; an unknown diagnosis is not learned."""
     from model import MetadataSpec, ModelArgs, SkinLesionNet
+    from training.data import DIAGNOSES, IGNORE, diagnosis_index
     from training.train import Student
+    assert [diagnosis_index(d, 2) for d in ("NEV", "SEK", "nv", "DF")] == [DIAGNOSES.index(n) for n in
+                                                                          ("NV", "BKL", "NV", "DF")]
+    assert diagnosis_index("ACK", 1) == DIAGNOSES.index("AKIEC") and diagnosis_index("", 2) == IGNORE
+    assert diagnosis_index("NORMAL_SKIN_PATCH", 3) == DIAGNOSES.index("NONE")
     torch.manual_seed(0)
     spec = MetadataSpec()
-    model = SkinLesionNet(ModelArgs(meta_dim=spec.dim, photo_types=2))
-    student = Student(model, torch.nn.Identity(), detach_photo_type=detach)
+    model = SkinLesionNet(ModelArgs(backbone="test_efficientnet", meta_dim=spec.dim, diagnoses=len(DIAGNOSES)))
     meta = torch.tensor([spec.unknown()] * 2)
-    _, _, photo_logits = student(torch.randn(2, 3, 64, 64), meta)
-    torch.nn.functional.cross_entropy(photo_logits, torch.tensor([0, 1])).backward()
-    backbone = [p.grad for p in model.backbone.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
-    assert model.photo_head.weight.grad.abs().sum() > 0
-    assert (len(backbone) == 0) == detach
+    *_, diagnosis_logits = Student(model, torch.nn.Identity())(torch.randn(2, 3, 64, 64), meta)
+    torch.nn.functional.cross_entropy(diagnosis_logits, torch.tensor([0, 4])).backward()
+    assert model.diagnosis_head.weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
 
 
 def test_a_better_photo_type_head_replaces_the_trained_one():
@@ -464,3 +481,35 @@ def test_the_refitted_photo_type_head_weighs_both_types_equally():
     (train, kind_tr), (val, kind_va) = outputs(4000), outputs(2000)
     refit = choose_photo_head(model, train, val, kind_tr, kind_va)["val_accuracy_refit_head"]
     assert refit["clinical"] > 0.6 and refit["dermoscopic"] > 0.6, refit
+
+
+def test_two_runs_with_one_seed_give_the_same_summary(fixture_data, tmp_path):
+    """The record rebuilds: the same command twice gives the same epochs (every random draw is seeded: torch,
+    numpy and Python's random, which drives metadata dropout, restyle, ink and skin tone). A resume keeps the
+    first args.json and records itself; the checkpoint holds the arguments and the RNG states."""
+    from training.train import main
+    extra = ("--backbone", "test_efficientnet", "--epochs", "2", "--no-finalize", "--restyle", "0.5", "--ink", "0.5",
+             "--skin-tone", "0.5", "--balance-collections")
+    for name in ("a", "b"):
+        main(train_args(fixture_data, tmp_path / name, *extra))
+    timing = ["epoch_s", "train_images_per_s"]
+    a, b = (pd.read_csv(tmp_path / n / "summary.csv").drop(columns=timing) for n in ("a", "b"))
+    pd.testing.assert_frame_equal(a, b)
+    first = (tmp_path / "a" / "args.json").read_text()
+    main(train_args(fixture_data, tmp_path / "a", *extra, "--resume", "--lr", "1e-4"))
+    assert (tmp_path / "a" / "args.json").read_text() == first
+    assert "--lr" in (tmp_path / "a" / "resumes.jsonl").read_text()
+    ck = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    assert ck["args"]["seed"] == 0 and {"torch", "numpy", "python"} <= set(ck["rng"])
+
+
+def test_collection_weights_give_every_collection_the_same_label_mix():
+    """Hand-worked: melanoma is 1 of 4 rows in A and 2 of 4 in B, 3 of 8 overall; weighted, it is 3/8 in both."""
+    from training.data import collection_weights
+    df = pd.DataFrame({"source_group": ["A"] * 4 + ["B"] * 4, "label": [0, 2, 2, 2, 0, 0, 2, 2]})
+    w = collection_weights(df)
+    assert w == pytest.approx([1.5, 5 / 6, 5 / 6, 5 / 6, 0.75, 0.75, 1.25, 1.25])
+    for group in "AB":
+        rows = (df["source_group"] == group).to_numpy()
+        assert w[rows & (df["label"] == 0).to_numpy()].sum() / w[rows].sum() == pytest.approx(3 / 8)
+        assert w[rows].sum() == pytest.approx(4)  # each collection keeps its weight

@@ -30,11 +30,11 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 from model import ood
-from model.checkpoint import CLASSES, NO_LESION, load_model, metadata_spec, save_weights
+from model.checkpoint import CLASSES, NO_LESION, load_model, metadata_spec, read_record, save_weights
 from model.image import eval_transform, open_image
 from model.quality import check
 from training.data import PHOTO_TYPES, SkinDataset, cache_side, load_images, read_sources
-from training.evaluate import evaluate
+from training.evaluate import evaluate, write_evaluation
 from training.fitting import fit_linear_head, fit_temperature, softmax
 from training.inference import network_outputs
 from training.metrics import malignant_scores, melanoma_scores, threshold_for_sensitivity, threshold_for_specificity
@@ -175,9 +175,9 @@ def git_commit() -> str:
         return ""
 
 
-def training_record(config: dict, args, seconds: float, command: str | None) -> dict:
-    """config.json's "training" section: how the weights were made."""
-    return {**config.get("training", {}), "command": command, "args": vars(args), "seed": args.seed,
+def training_record(record: dict, args, seconds: float, command: str | None) -> dict:
+    """record.json's "training" section: how the weights were made (`record`: the best epoch's)."""
+    return {**record.get("training", {}), "command": command, "args": vars(args), "seed": args.seed,
             "epochs": args.epochs, "seconds": round(seconds), "hardware": hardware(), "torch": torch.__version__,
             "git_commit": git_commit(), "finished": time.strftime("%Y-%m-%d %H:%M")}
 
@@ -192,8 +192,8 @@ def data_record(args, df: pd.DataFrame, split: pd.Series) -> dict:
             "split_rule": "by lesion_id (the patient for phone photos; rows without one are their own lesion), "
                           "stratified by the lesion's most serious label, 70/15/15, seeded",
             "hidden_metadata": df.attrs.get("hidden_metadata", {}),
-            "licence": "HAM10000 (Tschandl et al. 2018) and ISIC Archive images, CC BY-NC; PAD-UFES-20 "
-                       "(Pacheco et al. 2020), CC BY 4.0; see README"}
+            "licence": "HAM10000 (Tschandl et al. 2018), ISIC Archive and ISIC 2017 challenge (Codella et al. 2018) "
+                       "images, CC BY-NC; PAD-UFES-20 (Pacheco et al. 2020), CC BY 4.0; see README"}
 
 
 def training_command(run: Path) -> str | None:
@@ -202,25 +202,33 @@ def training_command(run: Path) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None):
-    """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test."""
+def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None,
+             test: bool = True):
+    """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test (unless
+    `test` is False: a shipping rule decides on validation figures first, then the test split is read once)."""
     model, config, _ = load_model(run / "best")
     sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
     command = command or training_command(run)
-    config.update(**sections, training=training_record(config, args, seconds, command),
-                  data=data_record(args, df, split))
+    training = training_record(read_record(run / "best"), args, seconds, command)
+    if (run / "resumes.jsonl").is_file():  # each resume's arguments: the record of how the run really went
+        training["resumes"] = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
+    config.update(**sections, training=training, data=data_record(args, df, split))
     out = Path(out or run / "weights")
     save_weights(model, out, config, extra=ood_tensors)
     (out / "split.csv").write_bytes((run / "split.csv").read_bytes())
     print(f"calibrated: {json.dumps(sections, indent=1)}\nweights in {out}")
-    evaluate(out, args.data, getattr(args, "clinical_data", []), split_file=out / "split.csv",
-             summary=run / "summary.csv")
+    if test:
+        results, arrays = evaluate(out, args.data, getattr(args, "clinical_data", []), split_file=out / "split.csv")
+        write_evaluation(out, results, arrays, summary=run / "summary.csv")
 
 
 def main(args):
     """Finalize a run trained with --no-finalize: the same data folders, split and image cache as training."""
     run = Path(args.run)
-    train_args = argparse.Namespace(**json.loads((run / "args.json").read_text()))
+    train_args = json.loads((run / "args.json").read_text())
+    if (run / "checkpoint.pt").is_file():  # the arguments of the last resume, which finished the run
+        train_args.update(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True).get("args", {}))
+    train_args = argparse.Namespace(**train_args)
     spec = metadata_spec(load_model(run / "best")[1])
     df = read_sources(train_args.data, getattr(train_args, "clinical_data", []), skip_bad_rows=True, spec=spec)
     split = pd.read_csv(run / "split.csv", dtype=str).set_index("image_id")["split"]
@@ -229,12 +237,14 @@ def main(args):
     summary = pd.read_csv(run / "summary.csv")
     command = training_command(run)
     finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),
-             command=f"{command}; python -m training.calibrate --run {run}" if command else None)
+             command=f"{command}; python -m training.calibrate --run {run}" if command else None, test=args.test)
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder of training.train (best/, split.csv, args.json)")
+    p.add_argument("--no-test", dest="test", action="store_false",
+                   help="calibrate only; read the test split later with training.evaluate")
     return p
 
 

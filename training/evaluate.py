@@ -1,4 +1,4 @@
-"""Evaluate a weights folder on the test split and write the figures into its config.json and PNG plots.
+"""Evaluate a weights folder on the test split and write the figures into its record.json and PNG plots.
 
     python -m training.evaluate --weights weights/ --data ../shared/data/skin-lesions \
         --clinical-data ../shared/data/skin-photos runs/phone-skin
@@ -152,8 +152,11 @@ def ood_report(df, style: np.ndarray, ood_tensors: dict, limits: dict) -> dict:
             "test_all_refused": float(refused.mean())}
 
 
-def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str | None = None, summary=None,
-             tta: bool = False, split_name: str = "test") -> dict:
+def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str | None = None,
+             tta: bool = False, split_name: str = "test") -> tuple[dict, tuple]:
+    """The figures of a weights folder on one split (its dermoscopic rows, and every photo type and collection
+    as the app answers them), and the arrays (labels, probabilities, raw probabilities) its plots need.
+    Writes nothing: see write_evaluation."""
     weights = Path(weights)
     model, config, ood_tensors = load_model(weights)
     spec, pre = metadata_spec(config), config["preprocessing"]
@@ -185,15 +188,20 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
         for source in sources:
             rows = dermoscopic & (every["source_group"] == source)
             results["by_source"][source] = photo_type_report(every[rows], answers[rows])
-    plots(weights, y, p, p_raw, rep, summary)
-    save_metrics(weights, split_name, results)
     print(json.dumps({"test": summary_line(rep), "melanoma_auc_ci95": rep["melanoma_auc_ci95"],
                       "malignant_auc_ci95": rep["malignant_auc_ci95"], "ece_before": rep["ece_before_calibration"],
                       **{k: results[k] for k in ("metadata", "ood", "tta", "by_photo_type", "by_source")
                          if k in results},
                       **{k: rep[k] for k in ("melanoma_operating_point", "malignant_operating_point") if k in rep}},
                      indent=1))
-    return results
+    return results, (y, p, p_raw)
+
+
+def write_evaluation(weights: Path, results: dict, arrays, summary=None) -> None:
+    """What the CLIs write: the figures into the record under their split's name, and the plots (test only)."""
+    save_metrics(weights, results["split"], results)
+    if results["split"] == "test":
+        plots(weights, *arrays, results["report"], summary)
 
 
 def plots(out: Path, y, p, p_raw, rep, summary=None):
@@ -253,7 +261,10 @@ def plots(out: Path, y, p, p_raw, rep, summary=None):
 
 
 def main(args):
-    evaluate(args.weights, args.data, args.clinical_data, args.split, tta=args.tta, split_name=args.split_name)
+    results, arrays = evaluate(args.weights, args.data, args.clinical_data, args.split, tta=args.tta,
+                               split_name=args.split_name)
+    if args.write:
+        write_evaluation(Path(args.weights), results, arrays)
 
 
 def get_args_parser():
@@ -264,6 +275,7 @@ def get_args_parser():
     p.add_argument("--split", default=None, help="split.csv (default: the one in the weights folder)")
     p.add_argument("--split-name", default="test")
     p.add_argument("--tta", action="store_true", help="also report the four-flip test-time augmentation")
+    p.add_argument("--no-write", dest="write", action="store_false", help="print only; leave the record as it is")
     return p
 
 

@@ -39,8 +39,8 @@ from training.metrics import auc, grouped_interval, malignant_scores, melanoma_s
 def compare(run: Path, data, clinical_data) -> dict:
     args = json.loads((run / "args.json").read_text())
     weights, split = run / "best", run / "split.csv"
-    in_source = evaluate(weights, data, clinical_data, split_file=split, split_name="test")["report"]
-    held_out = evaluate(weights, data, clinical_data, split_file=split, split_name="held_out")["report"]
+    in_source = evaluate(weights, data, clinical_data, split_file=split, split_name="test")[0]["report"]
+    held_out = evaluate(weights, data, clinical_data, split_file=split, split_name="held_out")[0]["report"]
     kept = ("melanoma_auc", "malignant_auc", "macro_auc", "balanced_accuracy_lesions",
             "melanoma_auc_ci95", "malignant_auc_ci95", "n")
     return {"held_out_source": args["hold_out_source"], "args": args,

@@ -1,4 +1,5 @@
-"""Print the README's model card (markdown) from a weights folder's config.json: the figures are never retyped.
+"""Print the README's model card (markdown) from a weights folder's config.json and record.json: the figures are
+never retyped.
 
     python -m training.model_card --weights weights/ [--teacher runs/teacher/teacher.json ...]
         [--compare "MobileNetV4 from scratch=runs/scratch/weights"]
@@ -12,12 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from model.checkpoint import read_config
-from model.photo_types import fitted
-
-
-def pct(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
+from model.card import interval, pct, short_card
+from model.checkpoint import read_card
+from model.photo_types import fitted, types_with_own_values
 
 
 def report_header(first_column: str) -> list[str]:
@@ -36,20 +34,10 @@ def row(name: str, r: dict) -> str:
 def comparison_record(path: Path) -> dict:
     """{"report", "tta"} test figures of a weights folder or of a saved JSON record."""
     if path.is_dir():
-        test = read_config(path)["metrics"]["test"]
+        test = read_card(path)["metrics"]["test"]
         return {"report": test["report"], "tta": test.get("tta")}
     rec = json.loads(path.read_text())
     return {"report": rec["test"], "tta": rec.get("tta")}
-
-
-def interval(r: dict, key: str) -> str:
-    """"0.873 (0.81-0.92)": a figure with its 95 % interval."""
-    if r.get(key) is None:
-        return "-"
-    ci = r.get(f"{key}_ci95")
-    if not ci:
-        return f"{r[key]:.3f}"
-    return f"{r[key]:.3f} ({ci[0]:.2f}{' to ' if ci[0] < 0 else '-'}{ci[1]:.2f})"  # "-0.10-0.12" would mislead
 
 
 def photo_type_rows(by_type: dict, first_column: str = "photo type") -> list[str]:
@@ -235,7 +223,7 @@ def calibration_section(c: dict) -> list[str]:
 def photo_type_thresholds(c: dict) -> list[str]:
     """A paragraph per photo type that has its own temperature and thresholds."""
     out = []
-    for name in c.get("thresholds", {}).get("by_photo_type", {}):
+    for name in types_with_own_values(c, "thresholds"):
         th_type, cal = fitted(c, "thresholds", name), fitted(c, "calibration", name)
         out += ["", f"**{name.capitalize()} photos** have their own temperature ({cal.get('temperature', 0):.3f}) "
                     "and thresholds, fitted on their validation rows: moderate when the malignant probability >= "
@@ -268,7 +256,7 @@ def ood_section(c: dict) -> list[str]:
 def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path]] = (),
          leave_source_out: Path | None = None) -> str:
     """The full model card (docs/model_card.md), section by section."""
-    c = read_config(weights)
+    c = read_card(weights)
     by_type = c["metrics"]["test"].get("by_photo_type")
     out = [data_paragraph(c), "", training_paragraph(c), ""]
     out += comparison_table(c, teachers, compare)
@@ -287,24 +275,8 @@ def card(weights: Path, teachers: list[Path] = (), compare: list[tuple[str, Path
 
 
 def summary(weights: Path, leave_source_out: Path | None = None) -> str:
-    """The README's short model card: the figures per photo type, and the leave-source-out drop."""
-    c = read_config(weights)
-    test = c["metrics"]["test"]
-    by_type = test["by_photo_type"]
-    names = {"dermoscopic": "dermoscopy", "clinical": "phone photos"}
-    rows = [("malignant vs benign AUC", "malignant_auc"), ("melanoma vs other lesions AUC", "melanoma_auc"),
-            ("cancers flagged (moderate or high risk)", "sensitivity_malignant_flagged"),
-            ("benign lesions called high risk", "benign_called_high"), ("benign lesions flagged", "benign_flagged"),
-            ("lesions refused as out of scope", "lesions_refused"), ("plain skin called no lesion", "no_lesion_recall")]
-    columns = [f"{names.get(n, n)} ({r['n']} images, {r['lesions_patients']} "
-               f"{'patients' if n == 'clinical' else 'lesions'})" for n, r in by_type.items()]
-    out = ["| test split | " + " | ".join(columns) + " |", "|---|" + "---|" * len(by_type)]
-    out += [f"| {label} | " + " | ".join(interval(r, key) for r in by_type.values()) + " |" for label, key in rows]
-    recognised = " | ".join(pct(r.get("photo_type_accuracy")) for r in by_type.values())
-    out.append(f"| photo type recognised | {recognised} |")
-    oos = c["metrics"].get("out_of_scope")
-    if oos:
-        out += ["", f"Pictures that are not skin refused: {oos['refused']} of {oos['images']}."]
+    """The README's short model card (model/card.py), and the leave-source-out drop."""
+    out = [short_card(read_card(weights))]
     if leave_source_out:
         record = json.loads(Path(leave_source_out).read_text())
         source = next(iter(record.values()))["held_out_source"]
