@@ -16,20 +16,24 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .quality import MIN_GOOD_SIDE
+from .texts import Message
 
 MAX_PIXELS = 40_000_000      # ~ a 7000x6000 photo; anything larger is refused from the header alone
 MIN_SIDE = 16  # smaller photos are refused; from here up to MIN_GOOD_SIDE they are analysed with a warning
 DECODE_SIDE = 1024  # JPEGs are decoded at no less than this (the model needs 160; the heatmap is shown small)
 MAX_ASPECT = 20.0
-SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 # Pillow's names for those ("JPEG" also opens the multi-picture JPEGs some phones write). Any other format
 # Pillow could parse (EPS, PSD, ICO...) is refused: fewer decoders facing uploads, and EPS would start Ghostscript.
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
-class ImageError(ValueError):
-    """An image the app cannot use; the message is meant for the person who sent it."""
+class ImageError(Message):
+    """An image the app cannot use; the message is meant for the person who sent it (texts: image.<code>)."""
+
+    def __init__(self, code: str, **values):
+        super().__init__(f"image.{code}", **values)
+        self.code = code
 
 
 def open_image(source) -> Image.Image:
@@ -41,55 +45,51 @@ def open_image(source) -> Image.Image:
         return _checked_rgb(source)
     if isinstance(source, (bytes, bytearray)):
         if not source:
-            raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
+            raise ImageError("empty")
         fp = io.BytesIO(source)
     else:
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"No image file at {path}.")
+            raise ImageError("missing", path=path)
         if path.stat().st_size == 0:
-            raise ImageError("The file is empty. Please choose a photo (" + SUPPORTED + ").")
+            raise ImageError("empty")
         fp = path
     try:
         img = Image.open(fp, formats=FORMATS)
     except UnidentifiedImageError:
-        raise ImageError(_unsupported_message(source)) from None
+        raise ImageError(_unsupported(source)) from None
     except Image.DecompressionBombError:
-        raise ImageError("This image declares too many pixels to be a photo; please send a smaller one.") from None
+        raise ImageError("bomb") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # a header cut short or garbled
-        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). "
-                         "Please send it again.") from None
+        raise ImageError("damaged", detail=e) from None
     with img:  # we opened the file, so we close it, also when the image is refused
         return _checked_rgb(img)
 
 
-def _unsupported_message(source) -> str:
-    """Name the format when it is one people often send by mistake (iPhone photos, drawings)."""
+def _unsupported(source) -> str:
+    """Why the file is not an image we read, naming the format when people often send it by mistake (iPhone
+    photos, drawings): an ImageError code."""
     if isinstance(source, (bytes, bytearray)):
         head = bytes(source[:512])
     else:
         with open(source, "rb") as f:
             head = f.read(512)
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
-        return ("HEIC/HEIF photos (the iPhone camera format) are not supported. "
-                "Please convert the photo to JPEG or PNG and send it again.")
+        return "heic"
     if b"<svg" in head.lower():
-        return f"SVG drawings are not supported. Please send a photo of the skin ({SUPPORTED})."
-    return (f"This file is not an image we can read. Please use {SUPPORTED}"
-            " (HEIC or SVG: please convert to JPEG first).")
+        return "svg"
+    return "unsupported"
 
 
 def _checked_rgb(img: Image.Image) -> Image.Image:
     """Size checks from the header, then decode the first frame, apply EXIF orientation, convert to RGB."""
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise ImageError(f"This image is too large ({w}x{h} pixels). "
-                         f"Please send one under {MAX_PIXELS // 1_000_000} megapixels.")
+        raise ImageError("too_large", width=w, height=h, megapixels=MAX_PIXELS // 1_000_000)
     if max(w, h) > MAX_ASPECT * min(w, h):  # before the size check: a 4000x3 strip is not "too small"
-        raise ImageError(f"This image is a thin strip ({w}x{h} pixels), not a photo of a skin spot.")
+        raise ImageError("strip", width=w, height=h)
     if min(w, h) < MIN_SIDE:
-        raise ImageError(f"This image is too small ({w}x{h} pixels): the model needs at least {MIN_SIDE} pixels "
-                         f"a side, and answers best from {MIN_GOOD_SIDE} pixels. Please send a larger photo.")
+        raise ImageError("too_small", width=w, height=h, min_side=MIN_SIDE, good_side=MIN_GOOD_SIDE)
     try:
         img.seek(0)  # animated GIF/WebP: the first frame
         if img.format == "JPEG":  # a phone photo: let libjpeg decode at 1/2..1/8 scale, still >= DECODE_SIDE
@@ -98,8 +98,7 @@ def _checked_rgb(img: Image.Image) -> Image.Image:
         img = ImageOps.exif_transpose(img)  # always a new image, so the caller may close the original
         img = to_rgb(img)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"This image file is damaged or incomplete and cannot be read ({e}). "
-                         "Please send it again.") from None
+        raise ImageError("damaged", detail=e) from None
     return img
 
 
