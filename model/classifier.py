@@ -52,15 +52,24 @@ DEFAULT_THRESHOLDS = {"melanoma_high": float("inf"), "malignant_high": float("in
                       "melanoma": 0.5, "malignant": 0.5, "uncertain_max_prob": 0.5}
 
 
+def risk_cause(probs: dict[str, float], thresholds: dict) -> tuple[str, str, float, float] | None:
+    """What makes the risk "high" or "moderate": (level, "melanoma" or "malignant", its chance, the threshold it
+    reached), the melanoma threshold checked first; None when no chance of a cancer reaches a threshold."""
+    th = {**DEFAULT_THRESHOLDS, **thresholds}
+    chances = {"melanoma": probs["melanoma"], "malignant": probs["melanoma"] + probs["other_cancer"]}
+    for level, suffix in (("high", "_high"), ("moderate", "")):
+        for cause, chance in chances.items():
+            if chance >= th[cause + suffix]:
+                return level, cause, chance, th[cause + suffix]
+    return None
+
+
 def risk_level(probs: dict[str, float], thresholds: dict) -> str:
     """high / moderate / uncertain / low from the class probabilities and a set of thresholds."""
-    th = {**DEFAULT_THRESHOLDS, **thresholds}
-    mel, mal = probs["melanoma"], probs["melanoma"] + probs["other_cancer"]
-    if mel >= th["melanoma_high"] or mal >= th["malignant_high"]:
-        return "high"
-    if mel >= th["melanoma"] or mal >= th["malignant"]:
-        return "moderate"
-    if max(probs.values()) < th["uncertain_max_prob"]:
+    cause = risk_cause(probs, thresholds)
+    if cause is not None:
+        return cause[0]
+    if max(probs.values()) < {**DEFAULT_THRESHOLDS, **thresholds}["uncertain_max_prob"]:
         return "uncertain"
     return "low"
 
@@ -110,6 +119,10 @@ class Classifier:
         """Risk level from the validation-chosen thresholds in config.json (see training/calibrate.py),
         those of the photo's type where the weights have them."""
         return risk_level(probs, self.fitted("thresholds", photo_type))
+
+    def risk_cause(self, pred: Prediction) -> tuple[str, str, float, float] | None:
+        """Which chance of a cancer set this answer's risk level, and the threshold it reached (see risk_cause)."""
+        return risk_cause(pred.probabilities, self.fitted("thresholds", pred.photo_type)) if pred.in_scope else None
 
     def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
