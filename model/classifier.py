@@ -129,8 +129,7 @@ class Classifier:
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        limits = {t: self.fitted("ood", t) for t in (self.photo_types or [photo_type])}
-        reason = ood.verdict(q, d, limits, photo_type)
+        reason = ood.refusal(q, d, self.fitted("ood", photo_type))
         risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
         advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
         return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,
@@ -180,7 +179,9 @@ def load_classifier(weights_dir: str | Path = DEFAULT_WEIGHTS, device: str = "au
     """The classifier of a weights folder; a folder that cannot be used raises CheckpointError, whatever is wrong."""
     model, config, ood_tensors = load_model(weights_dir)
     try:
-        return Classifier(model, config, ood_tensors, device)
+        clf = Classifier(model, config, ood_tensors, device)
     except (KeyError, TypeError, ValueError) as e:  # a section of config.json without the values it needs
         raise CheckpointError(f"{Path(weights_dir) / CONFIG_FILE} lacks what this version of the code needs "
                               f"({type(e).__name__}: {e}).") from None
+    clf.weights_dir = Path(weights_dir)  # where its record (the model card's figures) is: checkpoint.read_card
+    return clf

@@ -2,16 +2,14 @@
 the Classifier and measured by training/evaluate.py and training/scope_check.py, all with the functions below.
 
 A picture is refused (Prediction.in_scope False, risk "out_of_scope", with a refusal reason) when it fails the
-limits of every photo type: a doubt about the kind of photo must never turn into a refusal. The limits of one
-type: cheap checks (flat picture, too little skin colour, pixel noise) and the style distance: the Mahalanobis
-distance to the nearest (class, photo type) centre, in a whitened PCA space of the within-group covariance of
-the train split, under a quantile of the validation distances of that type.
+limits of the photo type the head chose: cheap checks (flat picture, too little skin colour, pixel noise) and
+the style distance: the Mahalanobis distance to the nearest (class, photo type) centre, in a whitened PCA space
+of the within-group covariance of the train split, under a quantile of the validation distances of that type.
 
 The style is the mean and standard deviation over space of each channel at a middle level of the backbone
 (LEVEL): what textures and colours the picture is made of. The pooled features at the end of the network are
 shaped by the four classes and by every change of the training recipe, so they served worse (the comparison is
-in docs/model_card.md). The gate and the cheap limits also see the train and validation photos recoloured to
-Monk Skin Tone shades, so that dark skin is not "unlike anything the model learned from".
+in docs/model_card.md).
 """
 from __future__ import annotations
 
@@ -80,13 +78,3 @@ def refusal(q: Quality, d: float | None, limits: dict) -> str | None:
     if d is not None and threshold is not None and d > threshold:
         return "unlike_training"
     return None
-
-
-def verdict(q: Quality, d: float | None, limits_by_type: dict[str | None, dict], photo_type: str | None) -> str | None:
-    """The gate's verdict for one picture: None (in scope) when the limits of any photo type let it through, so
-    that a doubt about the kind of photo never turns into a refusal; else the refusal code of the limits of the
-    type the photo-type head chose."""
-    reasons = {t: refusal(q, d, limits) for t, limits in limits_by_type.items()}
-    if any(r is None for r in reasons.values()):
-        return None
-    return reasons.get(photo_type) or next(iter(reasons.values()))

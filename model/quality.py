@@ -13,15 +13,7 @@ FLAT_STDDEV = 4.0  # a thumbnail whose every channel varies less than this (grey
 DARK_MEAN = 50  # a mean grey level (0-255) below this: "very dark"
 BRIGHT_MEAN = 220  # a mean grey level above this: "very bright"
 WHITE_LEVEL, WHITE_SHARE = 250, 0.3  # more than WHITE_SHARE of the pixels at WHITE_LEVEL or above: "overexposed"
-# Skin colour, whatever the skin tone: in linear light, a = log(R/G) and b = log(G/B) do not change when the
-# light is dimmer or the skin darker (both scale every channel alike), unlike a box in YCbCr, which missed pale
-# skin under cool light and the darkest skin. The bounds hold the 1st to 99th percentiles of the outer ring (the
-# skin around the spot) of the phone photos, at their own colours and recoloured to the ten Monk Skin Tone
-# shades; a + b above NEUTRAL leaves out grey and white, LINEAR_FLOOR black.
-SKIN_A, SKIN_B = (-0.06, 1.2), (-0.12, 1.1)
-NEUTRAL, LINEAR_FLOOR = 0.05, 0.003
-_LINEAR = np.where(np.arange(256) / 255 <= 0.04045, np.arange(256) / 255 / 12.92,
-                   ((np.arange(256) / 255 + 0.055) / 1.055) ** 2.4).astype(np.float32) + 1e-3  # sRGB -> linear
+SKIN_CR, SKIN_CB = (133, 180), (70, 135)  # the skin-tone box in YCbCr (Cr and Cb ranges, inclusive)
 # Sharpness = strongest gradients / intensity range, on a 256-pixel thumbnail. On the training images the
 # 1st percentile is 0.066; the same images blurred (Gaussian, sigma 3 px) have a median of 0.05.
 BLUR_THRESHOLD = 0.06
@@ -47,12 +39,10 @@ def sharpness(grey: np.ndarray) -> float:
 
 
 def skin_fraction(small: Image.Image) -> float:
-    """Share of pixels of a skin colour (any skin tone, dermoscopy included): see SKIN_A, SKIN_B."""
-    x = _LINEAR[np.asarray(small.convert("RGB"))]
-    a, b = np.log(x[..., 0] / x[..., 1]), np.log(x[..., 1] / x[..., 2])
-    skin = ((a >= SKIN_A[0]) & (a <= SKIN_A[1]) & (b >= SKIN_B[0]) & (b <= SKIN_B[1]) & (a + b >= NEUTRAL)
-            & (x.mean(-1) >= LINEAR_FLOOR))
-    return float(skin.mean())
+    """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included)."""
+    ycc = np.asarray(small.convert("YCbCr"), dtype=np.float32)
+    cb, cr = ycc[..., 1], ycc[..., 2]
+    return float(((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])).mean())
 
 
 def otsu(values: np.ndarray) -> float:

@@ -123,8 +123,8 @@ def test_broken_weights_folder_names_the_file(trained_weights, tmp_path, damage)
 
 
 def test_predict_on_real_images(shipped, example_images):
-    """Each answer: a distribution over the four classes, its top class as label, and the risk level and advice
-    that the thresholds of its photo type give (or out of scope)."""
+    """Each answer: a distribution over the four classes, its top class as label, a risk level and its advice
+    (which risk for which photo: tests/test_golden.py; the rule on hand-worked values: test_risk_follows_thresholds)."""
     results = shipped.predict_batch(list(example_images["path"]), list(example_images["age"]),
                                     list(example_images["sex"]), list(example_images["site"]))
     assert len(results) == len(example_images)
@@ -132,8 +132,7 @@ def test_predict_on_real_images(shipped, example_images):
         assert set(r.probabilities) == {"melanoma", "other_cancer", "benign", "no_lesion"}
         assert abs(sum(r.probabilities.values()) - 1) < 1e-5
         assert r.label == max(r.probabilities, key=r.probabilities.get)
-        th = shipped.fitted("thresholds", r.photo_type)
-        assert r.risk == (risk_level(r.probabilities, th) if r.in_scope else "out_of_scope")
+        assert r.risk in ("high", "moderate", "low", "uncertain") if r.in_scope else r.risk == "out_of_scope"
         assert r.advice == words(f"risk.{r.advice_code}") and r.advice_code in (r.risk, "no_lesion")
 
 

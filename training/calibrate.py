@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import subprocess
 import time
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.transforms.v2 import functional as F
 
 from model import ood
 from model.checkpoint import CLASSES, NO_LESION, load_model, metadata_spec, read_record, save_weights
@@ -38,7 +36,6 @@ from training.evaluate import evaluate, write_evaluation
 from training.fitting import fit_linear_head, fit_temperature, softmax
 from training.inference import network_outputs
 from training.metrics import malignant_scores, melanoma_scores, threshold_for_sensitivity, threshold_for_specificity
-from training.skin_tone import MST, recolour
 
 SENSITIVITY = 0.90       # "have it checked"
 SPECIFICITY = 0.95       # "see a dermatologist soon"
@@ -91,21 +88,6 @@ def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
-TONED_DERMOSCOPY_EVERY = 5  # every 5th dermoscopic photo is recoloured for the gate, and every phone photo
-
-
-def recoloured(part: SkinDataset, df, split, cache, transform, spec, name: str, seed: int = 0) -> SkinDataset:
-    """The split's phone photos and every TONED_DERMOSCOPY_EVERY-th dermoscopic one, each recoloured to one
-    Monk Skin Tone shade drawn by a generator seeded here."""
-    rng = random.Random(seed)
-    kind = part.photo_types.numpy()
-    pick = (kind == PHOTO_TYPES.index("clinical")) | (np.arange(len(kind)) % TONED_DERMOSCOPY_EVERY == 0)
-    m = (split == name).to_numpy(copy=True)
-    images = cache[torch.from_numpy(m)][torch.from_numpy(pick)]
-    images = torch.stack([recolour(image, rng.choice(MST)) for image in images])
-    return SkinDataset(df[m].iloc[pick], images, transform, spec)
-
-
 def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
     validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
@@ -117,24 +99,13 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     train, val = network_outputs(model, parts["train"]), network_outputs(model, parts["val"])
     y_tr, y_va = parts["train"].labels.numpy(), parts["val"].labels.numpy()
     kind_tr, kind_va = parts["train"].photo_types.numpy(), parts["val"].photo_types.numpy()
-    # Every skin tone: the gate and its cheap limits also see the photos recoloured to Monk Skin Tone shades
-    # (training/skin_tone.py; the phone photos, which are mostly of light skin, each once, and a fifth of the
-    # dermoscopic ones), so that dark skin is not "unlike anything the model learned from".
-    toned = {name: recoloured(part, df, split, cache, transform, spec, name) for name, part in parts.items()}
-    tone_out = {name: network_outputs(model, ds) for name, ds in toned.items()}
-    style_tr = np.concatenate([train.style, tone_out["train"].style])
-    group_tr = np.concatenate([y_tr + len(CLASSES) * kind_tr,
-                               toned["train"].labels.numpy() + len(CLASSES) * toned["train"].photo_types.numpy()])
     # the gate: one centre per (class, photo type), so phone photos are not measured against dermoscopy
-    ood_tensors = ood.fit(style_tr, group_tr)
-    d_va = ood.distance(torch.from_numpy(np.concatenate([val.style, tone_out["val"].style])), ood_tensors).numpy()
-    kind_d = np.concatenate([kind_va, toned["val"].photo_types.numpy()])
-    # the cheap checks' limits: from the train and validation photos, as they are and recoloured (model/ood.py)
+    ood_tensors = ood.fit(train.style, y_tr + len(CLASSES) * kind_tr)
+    d_va = ood.distance(torch.from_numpy(val.style), ood_tensors).numpy()
+    # the cheap checks' limits: from the train and validation photos (see model/ood.py)
     paths = np.concatenate([parts["train"].df["path"].to_numpy(), parts["val"].df["path"].to_numpy()])
-    qualities = [check(open_image(path)) for path in paths]
-    qualities += [check(F.to_pil_image(image)) for name in ("train", "val") for image in toned[name].images]
-    qualities = np.array(qualities, dtype=object)
-    kind_all = np.concatenate([kind_tr, kind_va, toned["train"].photo_types.numpy(), kind_d[len(kind_va):]])
+    qualities = np.array([check(open_image(path)) for path in paths], dtype=object)
+    kind_all = np.concatenate([kind_tr, kind_va])
     sections = {"calibration": {"fitted_on": "validation split"},
                 "thresholds": {"chosen_on": f"validation split: sensitivity {SENSITIVITY} for the plain thresholds, "
                                             f"specificity {SPECIFICITY} for the _high ones"},
@@ -153,7 +124,7 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
         p = softmax(val.logits[m] / t)
         fitted = {"calibration": {"temperature": t},
                   "thresholds": fit_thresholds(y_va[m], p, None if k == 0 else sections["thresholds"]),
-                  "ood": ood.fit_limits(d_va[kind_d == k], list(qualities[kind_all == k]))}
+                  "ood": ood.fit_limits(d_va[m], list(qualities[kind_all == k]))}
         for section, values in fitted.items():
             if k == 0:
                 sections[section].update(values)

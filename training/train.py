@@ -17,7 +17,6 @@ import math
 import os
 import random
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -369,7 +368,8 @@ def record_start(run: Path, args, start: int) -> None:
         (run / COMMAND_FILE).write_text(command_line(vars(args)) + "\n")
         return
     with open(run / "resumes.jsonl", "a") as f:
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "epoch": start, "argv": sys.argv[1:]}) + "\n")
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "epoch": start,
+                            "command": command_line(vars(args))}) + "\n")
 
 
 def main(args):
