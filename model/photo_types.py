@@ -19,6 +19,11 @@ def fitted(config: dict, section: str, photo_type: str | None) -> dict:
     return {**values, **config.get(section, {}).get("by_photo_type", {}).get(photo_type, {})}
 
 
+def types_with_own_values(config: dict, section: str) -> list[str]:
+    """The photo types that have values of their own in config[section] (beside the first type's)."""
+    return list(config.get(section, {}).get("by_photo_type", {}))
+
+
 def name(photo_type: str, lang: str = "en") -> str:
     """What to call the kind of photo ("Dermoscopy image", "Phone or camera photo")."""
     return words(f"photo_type.{photo_type}.name", lang)
