@@ -140,13 +140,16 @@ def test_verdict_says_what_kind_of_photo_it_saw(app, photo_type):
 
 
 def test_gallery_follows_its_rule_file(app):
-    """Every kind of photo, every class among the dermoscopy images, and each example's file, true diagnosis
-    and form values (age, sex, site) are ones the app accepts."""
+    """Every kind of photo, every class, no example small enough to be warned about, and each example's file,
+    true diagnosis and form values (age, sex, site) are ones the app accepts."""
+    from model.quality import MIN_GOOD_SIDE
     rows = app.gallery_rows()
     assert set(rows["kind"]) == {"dermoscopic", "clinical", "not skin"}
-    assert set(rows.loc[rows["kind"] == "dermoscopic", "label4"]) == {"melanoma", "other_cancer", "benign", "no_lesion"}
+    assert set(rows.loc[rows["kind"] == "dermoscopic", "label4"]) == {"melanoma", "other_cancer", "benign"}
+    assert set(rows["label4"]) == {"melanoma", "other_cancer", "benign", "no_lesion", ""}
     for r in rows.itertuples():
         assert (app.EXAMPLES / r.file).is_file() and r.truth, r.file
+        assert min(Image.open(app.EXAMPLES / r.file).size) >= MIN_GOOD_SIDE, r.file
         photo, age, sex, site = app.example_inputs(app.spec, r)  # raises ValueError for a value the form refuses
         assert app.spec.encode(age, sex, site) == app.spec.encode(r.age, r.sex, r.site), r.file
 
@@ -202,7 +205,8 @@ def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_
 def test_phone_photo_end_to_end(client, app):
     """A phone photo through /predict: four bars, and the verdict says which kind of photo the model saw and
     what that means for trusting it, the same kind as the model's own answer for that photo."""
-    phone = ROOT / "examples" / "gallery_phone_PAT_63_98_127.jpg"
+    rows = app.gallery_rows()
+    phone = app.EXAMPLES / rows.loc[(rows["kind"] == "clinical") & (rows["label4"] != "no_lesion"), "file"].iloc[0]
     label, verdict, _ = predict(client, phone, 58, None, "face")
     own = app.clf.predict(phone, age=58, site="face")
     if not own.in_scope:
