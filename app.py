@@ -530,7 +530,9 @@ with gr.Blocks(title="Skin spot check", analytics_enabled=False, delete_cache=(C
                 gr.Markdown("### " + I18N("page.why"))
                 results = gr.Label(num_top_classes=4, label="Class probabilities", show_label=False, show_heading=False,
                                    elem_id="estimate")
-                heatmap = gr.Image(label=I18N("page.heatmap"), interactive=False, buttons=["fullscreen"],
+                # the label names the output in the API, so it stays plain English; the reader's title is above it
+                gr.Markdown("#### " + I18N("page.heatmap"), elem_id="heatmap-title")
+                heatmap = gr.Image(label="Heatmap", show_label=False, interactive=False, buttons=["fullscreen"],
                                    elem_id="heatmap")  # no share button: it would post the photo's heatmap online
                 gr.HTML(I18N("page.key"))
                 heatmap_how = gr.Markdown(I18N("page.heatmap.how"), elem_id="heatmap-how")

@@ -175,7 +175,9 @@ def test_resume_after_a_kill(tmp_path, stop):
     # or slow the machine is.
     proc = subprocess.Popen([sys.executable, "-m", "model.predict", str(folder), "--out", str(out), "--batch", "2"],
                             cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1", SKINLESION_PREDICT_PAUSE_S="600"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores Ctrl-C, and so would the child: give it the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 3):
         time.sleep(0.05)
