@@ -510,11 +510,11 @@ with gr.Blocks(title="Skin spot check", analytics_enabled=False, delete_cache=(C
             with gr.Row(elem_classes="form-row"):
                 # A text box, not gr.Number: the browser sends a Number box left alone as 0, a newborn's age.
                 age = gr.Textbox(label=I18N("page.age"), placeholder=I18N("page.age.placeholder"), max_lines=1,
-                                 min_width=140, scale=1, elem_id="age")
+                                 min_width=150, scale=1, elem_id="age")
                 sex = gr.Dropdown([(I18N(key), value) for value, key in SEXES.items()], value="prefer not to say",
-                                  label=I18N("page.sex"), min_width=200, scale=2, elem_id="sex")
+                                  label=I18N("page.sex"), min_width=190, scale=1, elem_id="sex")
                 site = gr.Dropdown([(I18N("page.site.unknown"), "")] + [(site_label(s), s) for s in spec.sites],
-                                   value="", label=I18N("page.site"), min_width=200, scale=2, elem_id="site")
+                                   value="", label=I18N("page.site"), min_width=190, scale=1, elem_id="site")
             with gr.Row(elem_id="actions"):  # Analyze wide, under the thumb; Clear small, apart from it
                 clear_btn = gr.ClearButton(value=I18N("page.clear"), scale=0, min_width=100, elem_id="clear")
                 analyze_btn = gr.Button(I18N("page.analyze"), variant="primary", scale=1, min_width=160,
