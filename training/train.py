@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from model.checkpoint import CLASSES, load_model, save_weights
+from model.checkpoint import CLASSES, load_model, save_weights, sha256
 from model.image import eval_transform, train_transform
 from model.metadata import MetadataSpec
 from model.network import ModelArgs, SkinLesionNet
@@ -338,25 +337,17 @@ def append_summary(run: Path, row: dict):
     print(json.dumps(row), flush=True)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def input_hashes(args) -> dict:
     """The sha256 of what the run starts from (--init, --split-from, --teacher), so the record names the
     content, not a folder that may since hold something else."""
     out = {}
     if args.init:
         init = Path(args.init)
-        out["init"] = file_sha256(init / "model.safetensors" if init.is_dir() else init)
+        out["init"] = sha256(init / "model.safetensors" if init.is_dir() else init)
     if args.split_from:
-        out["split_from"] = file_sha256(Path(args.split_from) / SPLIT_FILE)
+        out["split_from"] = sha256(Path(args.split_from) / SPLIT_FILE)
     if args.teacher:
-        out["teacher"] = file_sha256(Path(args.teacher))
+        out["teacher"] = sha256(Path(args.teacher))
     return out
 
 
