@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from cachetools import TTLCache
 from gradio.data_classes import FileData, ImageData
+from gradio.i18n import I18nData
 from gradio.processing_utils import save_bytes_to_cache
 from gradio.utils import get_upload_folder
 from PIL import Image
@@ -454,6 +455,7 @@ def page_texts(lang: str) -> dict[str, str]:
     t["page.key"] = (f'<div id="heatmap-key"><img src="{COLOUR_KEY}" alt="{key["alt"]}"><div class="ends">'
                      f'<span>{key["none"]}</span><span>{key["most"]}</span></div></div>')
     t["page.attribution"] = f"<small>\n\n{t['page.attribution']}\n\n</small>"
+    t["page.card"] = short_card(read_card(clf.weights_dir), lang) if clf else LOAD_ERROR
     return t
 
 
@@ -542,7 +544,7 @@ with gr.Blocks(title="Skin spot check", analytics_enabled=False, delete_cache=(C
             gr.Markdown(I18N("page.disclaimer"), elem_id="disclaimer")
     gr.Markdown(I18N("page.attribution"), elem_id="attribution")
     with gr.Accordion(I18N("page.about"), open=False):
-        gr.Markdown(short_card(read_card(clf.weights_dir)) if clf else LOAD_ERROR)
+        gr.Markdown(I18N("page.card"), elem_id="about-card")
 
     # this session's key into SESSION_PHOTOS (its photo, in memory, for a second Analyze)
     last_photo = gr.State(None, time_to_live=SESSION_PHOTO_S, delete_callback=SESSION_PHOTOS.drop)
@@ -591,6 +593,22 @@ with gr.Blocks(title="Skin spot check", analytics_enabled=False, delete_cache=(C
     api(assess, "assess", "assessment")
     api(report_file, "report", "report")
 
+
+
+def labelled_in_english(get_api_info):
+    """Gradio's API description gives a translated label as its key (view_api shows {"key": "page.age", ...}):
+    a program reads the English words instead."""
+    def described(*args, **kwargs):
+        info = get_api_info(*args, **kwargs)
+        for endpoint in (e for group in info.values() for e in group.values()):
+            for p in endpoint["parameters"] + endpoint["returns"]:
+                if isinstance(p.get("label"), I18nData):
+                    p["label"] = I18N.translations["en"].get(p["label"].key, p["label"].key)
+        return info
+    return described
+
+
+demo.get_api_info = labelled_in_english(demo.get_api_info)
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=32)
 
 

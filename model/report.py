@@ -22,7 +22,7 @@ from .classifier import Prediction
 from .gradcam import overlay
 from .photo_types import meaning
 from .photo_types import name as photo_type_name
-from .texts import words
+from .texts import number, words
 
 A4 = (8.27, 11.69)  # inches
 THUMBNAIL = 480     # pixels, the longer side of each picture
@@ -53,7 +53,8 @@ def sections(pred: Prediction, names: dict[str, str], size: tuple[int, int], lan
             else words("report.photo_type_unknown", lang))
     return [(words("report.what_to_do", lang), words(f"risk.{pred.advice_code}", lang)),
             (words("report.probabilities", lang),
-             "\n".join(f"{names[c]}: {100 * p:.1f} %" for c, p in pred.probabilities.items())),
+             "\n".join(f"{names[c]}: " + words("percent.one_decimal", lang, value=number(100 * p, 1, lang))
+                       for c, p in pred.probabilities.items())),
             (words("report.photo_type", lang), kind),
             (words("report.warnings", lang),
              "\n".join(f"- {w}" for w in warnings) or words("report.no_warnings", lang))]

@@ -39,6 +39,11 @@ def words(key: str, lang: str = DEFAULT, **values) -> str:
     return table(lang)[key].format(**values)
 
 
+def number(x: float, digits: int, lang: str = DEFAULT) -> str:
+    """x with `digits` decimals and the language's decimal mark ("0,873" in pt-BR and es)."""
+    return f"{x:.{digits}f}".replace(".", words("decimal_mark", lang))
+
+
 def has(key: str) -> bool:
     """Whether the texts hold `key` (in English, so in every language)."""
     return key in table(DEFAULT)

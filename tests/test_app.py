@@ -191,6 +191,35 @@ def test_about_the_model_shows_the_figures_of_the_record(app):
     assert "no test figures" in short_card({"metrics": {}})
 
 
+@pytest.mark.parametrize("lang", ["pt-BR", "es"])
+def test_about_the_model_reads_in_the_readers_language_with_its_decimal_comma(app, lang):
+    """The same figures as the English card, under translated names, written 0,880 rather than 0.880."""
+    from model.card import short_card
+    from model.checkpoint import read_card
+    card = read_card(app.clf.weights_dir)
+    text = short_card(card, lang)
+    r = card["metrics"]["test"]["by_photo_type"]["dermoscopic"]
+    lo, hi = r["melanoma_auc_ci95"]
+    expected = f"{r['melanoma_auc']:.3f} ({lo:.2f}-{hi:.2f})".replace(".", ",")
+    assert row(text, words("card.melanoma_auc", lang))[1] == expected
+    assert words("card.melanoma_auc", lang) != words("card.melanoma_auc")
+    assert app.I18N.translations[lang]["page.card"] == text  # what the page's About shows to this reader
+
+
+@pytest.mark.parametrize("lang", ["pt-BR", "es"])
+def test_the_report_reads_in_the_readers_language_with_its_decimal_comma(app, lang):
+    upload = Path(app.demo.GRADIO_CACHE) / f"test_report_{lang}" / "spot.jpg"  # where Gradio keeps an upload
+    upload.parent.mkdir(parents=True, exist_ok=True)
+    upload.write_bytes(EXAMPLE.read_bytes())
+    pdf = app.report_path({"path": str(upload), "url": None}, 55, None, "back", None, lang)
+    pages, text = pdf_text(pdf)
+    own = app.clf.predict(EXAMPLE, 55, None, "back")
+    assert pages == 1 and " ".join(words("disclaimer", lang).split()) in text
+    for c, p in own.probabilities.items():
+        figure = f"{100 * p:.1f}".replace(".", ",")
+        assert f"{app.class_name(c, lang)}: {words('percent.one_decimal', lang, value=figure)}" in text
+
+
 def test_many_clients_sending_the_same_photo_are_all_answered_and_the_upload_is_cleaned_away(tmp_path):
     """8 clients x 2 requests of one identical photo at once, the app in its own process keeping uploads 15 s."""
     from benchmarks.load_test import get_args_parser, main
@@ -243,7 +272,8 @@ def test_view_api_names_every_input_and_output_and_says_what_is_optional(client)
     assert {"/predict", "/assess", "/report"} <= set(endpoints)
     unnamed = re.compile(r"(value|param|parameter)_\d+|\d+(st|nd|rd|th)|key")  # key: a label made by gr.I18n
     for name, info in endpoints.items():
-        names = [p["parameter_name"] for p in info["parameters"]] + [r["label"] for r in info["returns"]]
+        names = ([p["parameter_name"] for p in info["parameters"]] + [p["label"] for p in info["parameters"]]
+                 + [r["label"] for r in info["returns"]])
         readable = [n for n in names if isinstance(n, str) and re.fullmatch(r"[A-Za-z][\w ()-]*", n)]
         assert readable == names and not [n for n in names if unnamed.fullmatch(n)], (name, names)
     for name in ("/assess", "/report"):
@@ -254,6 +284,7 @@ def test_view_api_names_every_input_and_output_and_says_what_is_optional(client)
                    for k in ("age", "sex", "site")), params
     assert [r["label"] for r in endpoints["/assess"]["returns"]] == ["assessment"]
     assert endpoints["/predict"]["parameters"][1]["parameter_has_default"]  # age may be left out there too
+    assert endpoints["/predict"]["parameters"][1]["label"] == words("page.age")  # the page's label, in English
 
 
 def test_assess_gives_the_answer_as_one_json_object(client, app, answered):
