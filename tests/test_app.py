@@ -211,8 +211,11 @@ def test_the_report_reads_in_the_readers_language_with_its_decimal_comma(app, la
     upload = Path(app.demo.GRADIO_CACHE) / f"test_report_{lang}" / "spot.jpg"  # where Gradio keeps an upload
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_bytes(EXAMPLE.read_bytes())
-    pdf = app.report_path({"path": str(upload), "url": None}, 55, None, "back", None, lang)
+    pdf = Path(app.report_path({"path": str(upload), "url": None}, 55, None, "back", None, lang))
     pages, text = pdf_text(pdf)
+    for made in (pdf, upload):  # not made through a request, so Gradio's cleaner would not know them
+        made.unlink()
+        made.parent.rmdir()
     own = app.clf.predict(EXAMPLE, 55, None, "back")
     assert pages == 1 and " ".join(words("disclaimer", lang).split()) in text
     for c, p in own.probabilities.items():
