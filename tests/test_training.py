@@ -509,3 +509,23 @@ def test_collection_weights_give_every_collection_the_same_label_mix():
         rows = (df["source_group"] == group).to_numpy()
         assert w[rows & (df["label"] == 0).to_numpy()].sum() / w[rows].sum() == pytest.approx(3 / 8)
         assert w[rows].sum() == pytest.approx(4)  # each collection keeps its weight
+
+
+def test_the_flagged_share_by_diagnosis_counts_each_diagnosis_on_its_own():
+    """Two naevi (one flagged), one keratosis (flagged), one melanoma (not flagged, refused), one plain skin."""
+    import pandas as pd
+
+    from training.data import DIAGNOSES
+    from training.evaluate import photo_type_report
+    dx = ["NV", "NV", "BKL", "MEL", "NONE"]
+    df = pd.DataFrame({"label": [2, 2, 2, 0, 3], "lesion_id": ["a", "b", "c", "d", ""],
+                       "image_id": list("vwxyz"), "photo_type": "dermoscopic",
+                       "diagnosis_index": [DIAGNOSES.index(d) for d in dx]})
+    p = [[0.1, 0.1, 0.7, 0.1], [0.3, 0.1, 0.5, 0.1], [0.2, 0.3, 0.4, 0.1], [0.6, 0.1, 0.2, 0.1], [0, 0, 0.1, 0.9]]
+    answers = pd.DataFrame(p, columns=["melanoma", "other_cancer", "benign", "no_lesion"])
+    answers["risk"] = ["low", "moderate", "high", "out_of_scope", "low"]
+    answers["in_scope"] = [True, True, True, False, True]
+    answers["photo_type"] = "dermoscopic"
+    r = photo_type_report(df, answers)
+    assert r["flagged_by_diagnosis"] == {"NV": {"n": 2, "flagged": 0.5}, "BKL": {"n": 1, "flagged": 1.0},
+                                         "MEL": {"n": 1, "flagged": 0.0}}

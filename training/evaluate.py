@@ -21,7 +21,7 @@ from model.checkpoint import BENIGN, CLASSES, MEL, NO_LESION, OTHER, load_model,
 from model.classifier import Classifier
 from model.image import eval_transform, open_image
 from model.quality import check
-from training.data import PHOTO_TYPES, SkinDataset, read_sources
+from training.data import DIAGNOSES, PHOTO_TYPES, SkinDataset, read_sources
 from training.fitting import softmax
 from training.inference import Outputs, network_outputs
 from training.metrics import (
@@ -94,6 +94,11 @@ def photo_type_report(df: pd.DataFrame, answers: pd.DataFrame) -> dict:
         value = stat(everything)
         out[name] = None if np.isnan(value) else float(value)
         out[name + "_ci95"] = None if np.isnan(value) else grouped_interval(stat, groups)
+    if "diagnosis_index" in df:  # which benign (and malignant) diagnoses get "see a doctor": BKL and DF, not NV?
+        dx = df["diagnosis_index"].to_numpy()
+        out["flagged_by_diagnosis"] = {
+            DIAGNOSES[k]: {"n": int((dx == k).sum()), "flagged": float(flagged[dx == k].mean())}
+            for k in np.unique(dx) if 0 <= k < len(DIAGNOSES) and DIAGNOSES[k] != "NONE"}
     if answers["photo_type"].notna().all():
         out["photo_type_accuracy"] = float((answers["photo_type"] == df["photo_type"]).mean())
     out["ece"] = ece(y, p)
