@@ -416,6 +416,8 @@ def api(fn, name: str, result: str) -> None:
 CSS = """
 #verdict h2 { font-size: 1.9rem; margin: 0 0 .4rem; }
 #estimate .output-class { display: none; }
+#about-card table { display: block; overflow-x: auto; }  /* a phone scrolls the card sideways, words stay whole */
+#about-card th, #about-card td { word-break: normal; overflow-wrap: normal; hyphens: auto; min-width: 7em; }
 #heatmap-key img { width: 100%; max-width: 320px; height: 18px; border-radius: 4px; display: block; }
 #heatmap-key .ends { display: flex; justify-content: space-between; max-width: 320px; font-size: .85rem; }
 .form-row input { text-overflow: ellipsis; }
@@ -477,7 +479,8 @@ GRADIO_LABELS = {"Upload file": "upload", "File upload": "upload", "Capture from
 ARIA = {code: {en: words(f"page.aria.{key}", lang) for en, key in GRADIO_LABELS.items()}
         for code, lang in locales().items()}
 # When the page opens: the tab's title in the page's language; the answer is read out when it changes; an example's
-# button is named by its caption (Gradio names it "Thumbnail 1 of 6"), its picture then left out as decoration;
+# button is named by its caption (Gradio names it "Thumbnail 1 of 6"), its picture then left out as decoration; the
+# model card's tables, which a phone scrolls sideways, can be scrolled from the keyboard;
 # Gradio's English labels (aria-label, title, alt) get the page's language, also on the parts drawn later.
 ON_LOAD = """() => { document.title = document.querySelector('#title h1')?.textContent || document.title;
   document.getElementById('verdict')?.setAttribute('aria-live', 'polite');
@@ -486,6 +489,7 @@ ON_LOAD = """() => { document.title = document.querySelector('#title h1')?.textC
       const text = b.querySelector('.caption-label')?.textContent?.trim();
       if (text && b.getAttribute('aria-label') !== text) b.setAttribute('aria-label', text);
       b.querySelector('img')?.setAttribute('alt', ''); });
+    document.querySelectorAll('#about-card table').forEach(t => t.setAttribute('tabindex', '0'));  // it may scroll
     for (const attr of ['aria-label', 'title', 'alt'])
       document.querySelectorAll(`[${attr}]`).forEach(e => { const text = names[e.getAttribute(attr)];
         if (text) e.setAttribute(attr, text); }); };
