@@ -598,7 +598,6 @@ with gr.Blocks(title="Skin spot check", analytics_enabled=False, delete_cache=(C
     api(report_file, "report", "report")
 
 
-
 def labelled_in_english(get_api_info):
     """Gradio's API description gives a translated label as its key (view_api shows {"key": "page.age", ...}):
     a program reads the English words instead."""
