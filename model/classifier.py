@@ -108,8 +108,8 @@ class Classifier:
         return pils, x, torch.tensor(meta, dtype=torch.float32, device=self.device)
 
     # ---- outputs --------------------------------------------------------------------------------
-    def _distance(self, style: torch.Tensor) -> torch.Tensor | None:
-        return ood.distance(style, self.ood) if self.ood else None
+    def _distance(self, style: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
+        return ood.score({"style": style, "features": features.float()}, self.ood) if self.ood else None
 
     def fitted(self, section: str, photo_type: str | None) -> dict:
         """config[section] with the values fitted for this photo type on top (model/photo_types.py)."""
@@ -158,7 +158,7 @@ class Classifier:
         temperature = torch.tensor([[c.get("temperature", 1.0)] for c in calibration], device=logits.device)
         logits = logits.float() / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
-        dist = self._distance(style)
+        dist = self._distance(style, feats)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
         return [self._result(img, p, None if dist is None else dist[i], cam, t)
                 for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types, strict=True))]

@@ -8,8 +8,10 @@ of the within-group covariance of the train split, under a quantile of the valid
 
 The style is the mean and standard deviation over space of each channel at a middle level of the backbone
 (LEVEL): what textures and colours the picture is made of. The pooled features at the end of the network are
-shaped by the four classes and by every change of the training recipe, so they served worse (the comparison is
-in docs/model_card.md).
+shaped by the four classes and by every change of the training recipe, so alone they served worse (the
+comparison is in docs/model_card.md). Weights may measure both ("spaces" in config.json's ood section): each
+space's distance is divided by its scale (the median train distance in that space), and the gate's distance is
+the larger of the two, so a picture far from the lesions in either space is refused.
 """
 from __future__ import annotations
 
@@ -51,6 +53,42 @@ def distance(features: torch.Tensor, tensors: dict[str, torch.Tensor]) -> torch.
     z = (features.float() - tensors["mean"]) @ tensors["projection"].T
     d = ((z[:, None, :] - tensors["centres"][None]) ** 2).sum(-1)
     return torch.sqrt(d.min(1).values / z.shape[1])
+
+
+SPACES = ("style", "features")  # what the gate can measure: the style of LEVEL, the pooled features
+
+
+def fit_spaces(spaces: dict[str, np.ndarray], groups: np.ndarray, components: int = COMPONENTS) -> dict:
+    """The gate's tensors for each space in `spaces` (name -> train-split rows): the style's under their plain
+    names, another space's under "<name>.", each with its "scale", the median of its train distances."""
+    out = {}
+    for name, x in spaces.items():
+        tensors = fit(x, groups, components)
+        tensors["scale"] = distance(torch.from_numpy(x), tensors).median().reshape(1)
+        out.update({(k if name == "style" else f"{name}.{k}"): v for k, v in tensors.items()})
+    return out
+
+
+def space(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor] | None:
+    """One space's tensors out of the gate's (None when the weights do not measure it)."""
+    prefix = "" if name == "style" else name + "."
+    found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+    return found if "centres" in found else None
+
+
+def score(inputs: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The gate's distance of each row: over the spaces the weights measure (of `inputs`, name -> rows), the
+    largest distance over its space's scale. Weights made before spaces had scales: the plain style distance."""
+    out = None
+    for name, x in inputs.items():
+        t = space(tensors, name)
+        if t is None:
+            continue
+        d = distance(x, t) / (t["scale"].to(x.device) if "scale" in t else 1.0)
+        out = d if out is None else torch.maximum(out, d)
+    if out is None:
+        raise ValueError(f"the gate measures none of {sorted(inputs)}")
+    return out
 
 
 def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, float]:

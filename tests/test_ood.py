@@ -96,3 +96,48 @@ def test_weights_with_a_gate_on_other_features_are_refused_with_what_to_do(shipp
     config = {**shipped.config, "ood": {k: v for k, v in shipped.config["ood"].items() if k != "level"}}
     with pytest.raises(CheckpointError, match="training.calibrate"):
         Classifier(shipped.model, config, shipped.ood, device="cpu")
+
+
+def test_the_gate_measures_the_larger_scaled_distance_of_its_spaces():
+    """Weights that measure the style and the pooled features refuse what is far in either: the score is the
+    larger of each space's distance over its scale, the median distance of its train rows."""
+    style, groups, _ = clusters(seed=1)
+    features, _, centres = clusters(seed=2, dim=16)
+    tensors = ood.fit_spaces({"style": style, "features": features}, groups, components=8)
+    d_style = ood.distance(torch.from_numpy(style), ood.space(tensors, "style"))
+    assert float(tensors["scale"]) == pytest.approx(float(d_style.median()), rel=1e-6)
+    assert set(ood.space(tensors, "features")) == {"mean", "projection", "centres", "scale"}
+    # a row like the train rows in style and far from them in the features
+    odd = {"style": torch.from_numpy(style[:1]), "features": torch.from_numpy((centres.mean(0) + 30)[None]
+                                                                               .astype(np.float32))}
+    by_space = {name: float(ood.distance(x, ood.space(tensors, name))[0] / ood.space(tensors, name)["scale"])
+                for name, x in odd.items()}
+    assert by_space["features"] > 10 * by_space["style"]
+    assert float(ood.score(odd, tensors)[0]) == pytest.approx(max(by_space.values()), rel=1e-5)
+    style_only = {k: v for k, v in tensors.items() if not k.startswith("features.")}
+    assert float(ood.score(odd, style_only)[0]) == pytest.approx(by_space["style"], rel=1e-5)
+
+
+def test_weights_made_before_the_gate_had_spaces_measure_the_plain_style_distance():
+    x, groups, _ = clusters()
+    tensors = ood.fit(x, groups, components=16)  # no scale, no second space: the shipped format until now
+    rows = torch.from_numpy(x[:5])
+    assert torch.allclose(ood.score({"style": rows, "features": torch.zeros(5, 3)}, tensors),
+                          ood.distance(rows, tensors))
+    with pytest.raises(ValueError, match="none of"):
+        ood.score({"features": torch.zeros(5, 3)}, tensors)
+
+
+def test_the_development_non_skin_set_shares_no_picture_with_the_test_set():
+    """The gate is chosen on one set and reported on the other: no picture, whole or cropped, is in both."""
+    from training.ood_check import development_images, natural_images, synthetic_images
+
+    def fingerprint(img):
+        return np.asarray(img.convert("L").resize((16, 16))).astype(np.int16)
+
+    dev, test = development_images(), natural_images() | synthetic_images()
+    assert len(dev) >= 150 and not set(dev) & set(test)
+    test_prints = [fingerprint(im) for im in test.values()]
+    for name, img in dev.items():
+        f = fingerprint(img)
+        assert all(np.abs(f - t).mean() > 2 for t in test_prints), name

@@ -1,6 +1,7 @@
 """The training pipeline on the tiny fixture: smoke run, evaluation, split, bad rows, kill -9 + resume, DDP."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -529,3 +530,36 @@ def test_the_flagged_share_by_diagnosis_counts_each_diagnosis_on_its_own():
     r = photo_type_report(df, answers)
     assert r["flagged_by_diagnosis"] == {"NV": {"n": 2, "flagged": 0.5}, "BKL": {"n": 1, "flagged": 1.0},
                                          "MEL": {"n": 1, "flagged": 0.0}}
+
+
+def test_a_gate_on_both_spaces_is_calibrated_applied_and_chosen_by_the_development_set(trained_run, fixture_data,
+                                                                                        tmp_path, capsys):
+    """calibrate --gate-spaces style features ships a gate the Classifier applies (its distance is the larger
+    scaled one), and training.gate_choice compares the three choices with each type's threshold refitted."""
+    from model import ood
+    from training import calibrate, gate_choice
+    from training.ood_check import development_images
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    calibrate.main(calibrate.get_args_parser().parse_args(["--run", str(run), "--no-test",
+                                                           "--gate-spaces", "style", "features"]))
+    clf = load_classifier(run / "weights")
+    assert clf.config["ood"]["spaces"] == ["style", "features"] and ood.space(clf.ood, "features") is not None
+    assert "--gate-spaces style features" in read_record(run / "weights")["training"]["command"] or \
+        read_record(run / "weights")["training"]["command"] is None
+    image = fixture_data / "images" / sorted(os.listdir(fixture_data / "images"))[0]
+    pred = clf.predict(image)
+    pils, x, meta = clf._prepare([image], [None], [None], [None])
+    _, feats, style, _ = clf.runner(x, meta)
+    by_space = [float(ood.distance(v.float(), ood.space(clf.ood, n))[0] / ood.space(clf.ood, n)["scale"])
+                for n, v in (("style", style), ("features", feats))]
+    assert pred.ood_distance == pytest.approx(max(by_space), rel=1e-4)
+    out = tmp_path / "choice.json"
+    gate_choice.main(argparse.Namespace(weights=str(run / "weights"), data=[str(fixture_data)], clinical_data=[],
+                                        out=str(out)))
+    report = json.loads(out.read_text())
+    assert [c["spaces"] for c in report["choices"]] == [list(c) for c in gate_choice.CHOICES]
+    most = max(c["development_refused"] for c in report["choices"])
+    assert all(c["development_pictures"] == len(development_images()) for c in report["choices"])
+    assert report["chosen"] == min((c["spaces"] for c in report["choices"] if c["development_refused"] == most),
+                                   key=len)

@@ -40,6 +40,7 @@ from training.metrics import malignant_scores, melanoma_scores, threshold_for_se
 SENSITIVITY = 0.90       # "have it checked"
 SPECIFICITY = 0.95       # "see a dermatologist soon"
 UNCERTAIN_MAX_PROB = 0.5
+GATE_SPACES = ("style",)  # what the gate measures unless --gate-spaces says otherwise (model/ood.py)
 COMMAND_FILE = "command.txt"  # the training command, written by training.train into its run folder
 
 
@@ -88,9 +89,10 @@ def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
-def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
+def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
-    validation split, per photo type where the data has more than one (the first type's values are the defaults)."""
+    validation split, per photo type where the data has more than one (the first type's values are the defaults).
+    The gate measures `gate_spaces` (model/ood.py: "style", "features")."""
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
@@ -100,8 +102,8 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
     y_tr, y_va = parts["train"].labels.numpy(), parts["val"].labels.numpy()
     kind_tr, kind_va = parts["train"].photo_types.numpy(), parts["val"].photo_types.numpy()
     # the gate: one centre per (class, photo type), so phone photos are not measured against dermoscopy
-    ood_tensors = ood.fit(train.style, y_tr + len(CLASSES) * kind_tr)
-    d_va = ood.distance(torch.from_numpy(val.style), ood_tensors).numpy()
+    ood_tensors = ood.fit_spaces({name: getattr(train, name) for name in gate_spaces}, y_tr + len(CLASSES) * kind_tr)
+    d_va = ood.score({name: torch.from_numpy(getattr(val, name)) for name in gate_spaces}, ood_tensors).numpy()
     # the cheap checks' limits: from the train and validation photos (see model/ood.py)
     paths = np.concatenate([parts["train"].df["path"].to_numpy(), parts["val"].df["path"].to_numpy()])
     qualities = np.array([check(open_image(path)) for path in paths], dtype=object)
@@ -111,8 +113,10 @@ def calibrate(model, df, split, cache, spec, pre) -> tuple[dict, dict]:
                                             f"specificity {SPECIFICITY} for the _high ones"},
                 "ood": {"method": f"Mahalanobis distance to the nearest (class, photo type) centre, whitened PCA "
                                   f"({ood.COMPONENTS} components) of the train split's style (mean and standard "
-                                  f"deviation over space of each channel) at backbone feature level {ood.LEVEL}",
-                        "level": ood.LEVEL, "quantile_on_val": ood.QUANTILE,
+                                  f"deviation over space of each channel) at backbone feature level {ood.LEVEL}"
+                                  + (", and of the pooled features; each over its median train distance, the "
+                                     "larger of the two" if "features" in gate_spaces else ""),
+                        "level": ood.LEVEL, "spaces": list(gate_spaces), "quantile_on_val": ood.QUANTILE,
                         "cheap_limits_fitted_on": "train and validation splits"}}
     if train.photo_logits is not None and len(set(kind_tr)) > 1 and len(set(kind_va)) > 1:
         sections["photo_type"] = choose_photo_head(model, train, val, kind_tr, kind_va)
@@ -174,11 +178,12 @@ def training_command(run: Path) -> str | None:
 
 
 def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None,
-             test: bool = True):
+             test: bool = True, gate_spaces=GATE_SPACES):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test (unless
     `test` is False: a shipping rule decides on validation figures first, then the test split is read once)."""
     model, config, _ = load_model(run / "best")
-    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"])
+    sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"],
+                                      gate_spaces)
     command = command or training_command(run)
     training = training_record(read_record(run / "best"), args, seconds, command)
     if (run / "resumes.jsonl").is_file():  # each resume's arguments: the record of how the run really went
@@ -191,6 +196,10 @@ def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None
     if test:
         results, arrays = evaluate(out, args.data, getattr(args, "clinical_data", []), split_file=out / "split.csv")
         write_evaluation(out, results, arrays, summary=run / "summary.csv")
+
+
+def spaces_option(spaces) -> str:
+    return "" if tuple(spaces) == GATE_SPACES else " --gate-spaces " + " ".join(spaces)
 
 
 def main(args):
@@ -208,12 +217,16 @@ def main(args):
     summary = pd.read_csv(run / "summary.csv")
     command = training_command(run)
     finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),
-             command=f"{command}; python -m training.calibrate --run {run}" if command else None, test=args.test)
+             command=f"{command}; python -m training.calibrate --run {run}{spaces_option(args.gate_spaces)}"
+             if command else None, test=args.test,
+             gate_spaces=tuple(args.gate_spaces))
 
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder of training.train (best/, split.csv, args.json)")
+    p.add_argument("--gate-spaces", nargs="+", choices=ood.SPACES, default=list(GATE_SPACES),
+                   help="what the out-of-scope gate measures (model/ood.py)")
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="calibrate only; read the test split later with training.evaluate")
     return p

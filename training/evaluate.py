@@ -143,12 +143,13 @@ def metadata_report(model, df, pre, spec, p, t: float) -> dict | None:
             "metadata_hidden": summary_line(classification_report(y, softmax(hidden / t)))}
 
 
-def ood_report(df, style: np.ndarray, ood_tensors: dict, limits: dict) -> dict:
-    """The out-of-scope gate on dermoscopic test rows, with the dermoscopic limits: what it refuses, and by
-    which test."""
+def ood_report(df, out, ood_tensors: dict, limits: dict) -> dict:
+    """The out-of-scope gate on dermoscopic test rows (`out`: their network outputs), with the dermoscopic
+    limits: what it refuses, and by which test."""
     y = df["label"].values
     cheap_ok = np.array([ood.refusal(check(open_image(path)), None, limits) is None for path in df["path"]])
-    far = ood.distance(torch.from_numpy(style), ood_tensors).numpy() > limits["threshold"]
+    inputs = {"style": torch.from_numpy(out.style), "features": torch.from_numpy(out.features)}
+    far = ood.score(inputs, ood_tensors).numpy() > limits["threshold"]
     refused, lesion = far | ~cheap_ok, y != NO_LESION
     return {"threshold": limits["threshold"],
             "test_lesions_refused": float(refused[lesion].mean()),
@@ -181,7 +182,7 @@ def evaluate(weights: Path | str, data, clinical_data=(), split_file: Path | str
     if (metadata := metadata_report(model, df, pre, spec, p, t)) is not None:
         results["metadata"] = metadata
     if ood_tensors:
-        results["ood"] = ood_report(df, out.style, ood_tensors, config["ood"])
+        results["ood"] = ood_report(df, out, ood_tensors, config["ood"])
     answers = as_app_answers(Classifier(model, config, ood_tensors, device="cpu"), every)
     results["by_photo_type"] = {name: photo_type_report(every[every["photo_type"] == name],
                                                         answers[every["photo_type"] == name])

@@ -122,12 +122,18 @@ def plots(rng) -> dict[str, Image.Image]:
     x = np.linspace(0, 10, 200)
     for kind in ("line", "bar", "scatter", "pie", "heatmap", "histogram"):
         fig, ax = plt.subplots(figsize=(4, 3), dpi=80)
-        {"line": lambda: ax.plot(x, np.sin(x) + rng.normal(0, 0.1, x.size)),
-         "bar": lambda: ax.bar(range(8), rng.integers(1, 10, 8)),
-         "scatter": lambda: ax.scatter(*rng.normal(0, 1, (2, 150)), c=rng.random(150)),
-         "pie": lambda: ax.pie(rng.integers(1, 10, 5)),
-         "heatmap": lambda: ax.imshow(rng.random((12, 12)), cmap="magma"),
-         "histogram": lambda: ax.hist(rng.normal(0, 1, 500), bins=30)}[kind]()
+        if kind == "line":
+            ax.plot(x, np.sin(x) + rng.normal(0, 0.1, x.size))
+        elif kind == "bar":
+            ax.bar(range(8), rng.integers(1, 10, 8))
+        elif kind == "scatter":
+            ax.scatter(*rng.normal(0, 1, (2, 150)), c=rng.random(150))
+        elif kind == "pie":
+            ax.pie(rng.integers(1, 10, 5))
+        elif kind == "heatmap":
+            ax.imshow(rng.random((12, 12)), cmap="magma")
+        else:
+            ax.hist(rng.normal(0, 1, 500), bins=30)
         fig.canvas.draw()
         out[f"plot_{kind}"] = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
         plt.close(fig)
@@ -180,8 +186,10 @@ def development_synthetic(seed: int = 1) -> dict[str, Image.Image]:
         icon = Image.new("RGB", (256, 256), tuple(int(v) for v in rng.integers(0, 256, 3)))
         d = ImageDraw.Draw(icon)
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
-        [d.ellipse, d.rectangle, d.polygon][i % 3](((40, 40, 216, 216) if i % 3 < 2 else [(128, 30), (226, 220), (30, 220)]),
-                                                    fill=c)
+        if i % 3 == 2:
+            d.polygon([(128, 30), (226, 220), (30, 220)], fill=c)
+        else:
+            (d.ellipse if i % 3 == 0 else d.rectangle)((40, 40, 216, 216), fill=c)
         out[f"icon_{i}"] = icon
     out.update(plots(rng))
     return out
