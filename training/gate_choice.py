@@ -26,7 +26,7 @@ from model.image import eval_transform, open_image
 from model.photo_types import fitted
 from model.quality import check
 from model.runtime import run_all
-from training.data import SkinDataset
+from training.data import PHOTO_TYPES, SkinDataset
 from training.evaluate import split_rows
 from training.inference import network_outputs
 from training.ood_check import development_images
@@ -42,9 +42,20 @@ def picture_outputs(model, images, pre, spec, batch_size: int = 32) -> dict[str,
         x = torch.stack([transform(im) for im in images[i:i + batch_size]])
         meta = torch.tensor([spec.unknown()] * len(x), dtype=torch.float32)
         _, features, style, _ = run_all(model, x, meta)
-        parts.append((style.float(), features.float(), model.forward_photo_type(features.float())))
+        photo = model.forward_photo_type(features.float())
+        parts.append((style.float(), features.float(), features.new_zeros((len(x), 1)) if photo is None else photo))
     style, features, photo = (torch.cat(p) for p in zip(*parts, strict=True))
     return {"style": style, "features": features, "photo_logits": photo}
+
+
+def photo_type_names(config) -> list[str]:
+    """The weights' photo types; a network without the photo-type head answers everything as the first type."""
+    return list(config.get("photo_types") or PHOTO_TYPES[:1])
+
+
+def photo_types_of(logits, names, n: int) -> np.ndarray:
+    logits = np.zeros((n, 1)) if logits is None else np.asarray(logits)
+    return np.array([names[i] for i in logits.argmax(1)])
 
 
 def only(tensors: dict, spaces) -> dict:
@@ -57,7 +68,7 @@ def only(tensors: dict, spaces) -> dict:
 
 def verdicts(config, tensors, spaces, val: dict, pictures: dict) -> dict:
     """Refitted thresholds and what they refuse, for one choice of spaces."""
-    names = list(config["photo_types"])
+    names = photo_type_names(config)
     gate = only(tensors, spaces)
     score = {who: ood.score({k: part[k] for k in spaces}, gate).numpy()
              for who, part in (("val", val), ("dev", pictures))}
@@ -87,16 +98,16 @@ def main(args):
     if ood.space(tensors, "features") is None:
         raise SystemExit(f"{weights} has no gate on the pooled features: calibrate with --gate-spaces style features")
     spec, pre = metadata_spec(config), config["preprocessing"]
-    names = list(config["photo_types"])
+    names = photo_type_names(config)
     rows = split_rows(args.data, args.clinical_data, spec, weights / "split.csv", "val")
     out = network_outputs(model, SkinDataset(rows, None, eval_transform(pre), spec))
-    val_types = np.array([names[i] for i in out.photo_logits.argmax(1)])
+    val_types = photo_types_of(out.photo_logits, names, len(rows))
     val = {"style": torch.from_numpy(out.style), "features": torch.from_numpy(out.features), "type": val_types,
            "lesion": rows["label"].to_numpy() != NO_LESION,
            "cheap_refused": cheap_refused(config, [open_image(p) for p in rows["path"]], val_types)}
     dev = development_images()
     pictures = picture_outputs(model, list(dev.values()), pre, spec)
-    dev_types = np.array([names[i] for i in pictures["photo_logits"].argmax(1)])
+    dev_types = photo_types_of(pictures["photo_logits"].numpy(), names, len(dev))
     pictures.update(type=dev_types, names=list(dev), cheap_refused=cheap_refused(config, list(dev.values()), dev_types))
     results = [verdicts(config, tensors, spaces, val, pictures) for spaces in CHOICES]
     best = max(results, key=lambda r: (r["development_refused"], -len(r["spaces"])))
