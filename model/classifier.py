@@ -124,12 +124,13 @@ class Classifier:
         """Which chance of a cancer set this answer's risk level, and the threshold it reached (see risk_cause)."""
         return risk_cause(pred.probabilities, self.fitted("thresholds", pred.photo_type)) if pred.in_scope else None
 
-    def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type) -> Prediction:
+    def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type,
+                nonskin=None) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        reason = ood.refusal(q, d, self.fitted("ood", photo_type))
+        reason = ood.refusal(q, d, self.fitted("ood", photo_type), None if nonskin is None else float(nonskin))
         risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
         advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
         return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,
@@ -159,8 +160,10 @@ class Classifier:
         logits = logits.float() / temperature
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(style, feats)
+        nonskin = ood.nonskin(style, self.ood) if self.ood else None
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
-        return [self._result(img, p, None if dist is None else dist[i], cam, t)
+        return [self._result(img, p, None if dist is None else dist[i], cam, t,
+                             None if nonskin is None else nonskin[i])
                 for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types, strict=True))]
 
     def predict(self, image, age=None, sex=None, site=None) -> Prediction:

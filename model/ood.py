@@ -12,6 +12,12 @@ shaped by the four classes and by every change of the training recipe, so alone 
 comparison is in docs/model_card.md). Weights may measure both ("spaces" in config.json's ood section): each
 space's distance is divided by its scale (the median train distance in that space), and the gate's distance is
 the larger of the two, so a picture far from the lesions in either space is refused.
+
+A distance only knows the lesions, and furred animals, stained tissue or a portrait can lie as near them as a
+real photo. Weights may also hold a learned non-skin measure ("nonskin." tensors, fitted by training/nonskin.py):
+a logistic regression on the style, lesions of the train split against pictures that are not skin. Where they
+do, the distance and the non-skin measure each get half the refused share of validation lesions (SPLIT_QUANTILE),
+and a picture over either limit is refused.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ COMPONENTS = 256          # whitened PCA components of the distance
 QUANTILE = 0.995          # validation distances under the threshold: ~0.5 % of real lesions refused
 SKIN_QUANTILE = 0.01      # train and validation skin-coloured share under the limit
 SHARPNESS_QUANTILE = 0.995  # train and validation sharpness (pixel noise) under the limit
+SPLIT_QUANTILE = 1 - (1 - QUANTILE) / 2  # each of two learned measures: half of the refused share
+NONSKIN = "nonskin."      # the non-skin measure's tensors: mean, std, weight, bias
 
 
 def style(maps: torch.Tensor) -> torch.Tensor:
@@ -91,10 +99,35 @@ def score(inputs: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> 
     return out
 
 
-def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, float]:
-    """The limits of one photo type: the distance threshold from its validation images' distances, and the cheap
-    checks' limits from `qualities` (skin-coloured share at its 1st percentile, sharpness at its 99.5th)."""
-    return {"threshold": float(np.quantile(distances, QUANTILE)),
+def fit_nonskin(skin: np.ndarray, other: np.ndarray, c: float = 0.05) -> dict[str, torch.Tensor]:
+    """The non-skin measure's tensors: a class-balanced logistic regression on standardised style rows, `skin`
+    (train-split photos) against `other` (pictures that are not skin)."""
+    from sklearn.linear_model import LogisticRegression
+    x = np.concatenate([skin, other]).astype(np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    y = np.r_[np.zeros(len(skin)), np.ones(len(other))]
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit((x - mean) / std, y)
+    return {NONSKIN + k: torch.tensor(v, dtype=torch.float32).reshape(-1) for k, v in
+            (("mean", mean), ("std", std), ("weight", lr.coef_[0]), ("bias", lr.intercept_))}
+
+
+def nonskin(style: torch.Tensor, tensors: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The non-skin logit of each style row (higher: less like skin), or None when the weights have no measure."""
+    if NONSKIN + "weight" not in tensors:
+        return None
+    z = (style.float() - tensors[NONSKIN + "mean"]) / tensors[NONSKIN + "std"]
+    return z @ tensors[NONSKIN + "weight"] + tensors[NONSKIN + "bias"]
+
+
+def fit_limits(distances: np.ndarray, qualities: list[Quality], nonskin_scores: np.ndarray | None = None
+               ) -> dict[str, float]:
+    """The limits of one photo type: the distance threshold from its validation images' distances (and the
+    non-skin limit from their non-skin scores, where the weights have the measure; each then at SPLIT_QUANTILE),
+    and the cheap checks' limits from `qualities` (skin-coloured share at its 1st percentile, sharpness at its
+    99.5th)."""
+    quantile = QUANTILE if nonskin_scores is None else SPLIT_QUANTILE
+    extra = {} if nonskin_scores is None else {"nonskin_max": float(np.quantile(nonskin_scores, quantile))}
+    return {"threshold": float(np.quantile(distances, quantile)), **extra,
             "skin_fraction_min": float(np.quantile([q.skin_fraction for q in qualities], SKIN_QUANTILE)),
             "sharpness_max": float(np.quantile([q.sharpness for q in qualities], SHARPNESS_QUANTILE))}
 
@@ -102,16 +135,18 @@ def fit_limits(distances: np.ndarray, qualities: list[Quality]) -> dict[str, flo
 REFUSALS = ("flat", "no_skin", "noise", "unlike_training")  # refusal codes (texts: refusal.<code>), in check order
 
 
-def refusal(q: Quality, d: float | None, limits: dict) -> str | None:
+def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | None = None) -> str | None:
     """Why one photo type's limits refuse a picture (a code of REFUSALS), or None when they let it through:
-    flat, too little skin colour, pixel noise, or a style far from every training group (where the weights
-    have the gate)."""
+    flat, too little skin colour or a style the non-skin measure takes for no skin, pixel noise, or a style far
+    from every training group (where the weights have the gate)."""
     if q.flat:
         return "flat"
     if q.skin_fraction < limits.get("skin_fraction_min", 0.0):
         return "no_skin"
     if q.sharpness > limits.get("sharpness_max", float("inf")):
         return "noise"
+    if nonskin_score is not None and nonskin_score > limits.get("nonskin_max", float("inf")):
+        return "no_skin"
     threshold = limits.get("threshold")
     if d is not None and threshold is not None and d > threshold:
         return "unlike_training"

@@ -56,6 +56,37 @@ def test_refusal_names_the_check_that_failed(flat, skin, sharp, d, expected):
     assert ood.refusal(q, d, limits) == expected
 
 
+def test_the_non_skin_measure_scores_pictures_like_its_non_skin_side_higher():
+    rng = np.random.default_rng(0)
+    skin, other = rng.normal(0, 1, (300, 16)), rng.normal(0, 1, (200, 16))
+    other[:, 3] += 4.0          # the non-skin pictures differ in one style channel
+    tensors = ood.fit_nonskin(skin, other)
+    new_skin, new_other = rng.normal(0, 1, (100, 16)), rng.normal(0, 1, (100, 16))
+    new_other[:, 3] += 4.0
+    scores = [ood.nonskin(torch.from_numpy(x).float(), tensors) for x in (new_skin, new_other)]
+    assert (scores[1] > scores[0].quantile(0.95)).float().mean() > 0.95
+    assert ood.nonskin(torch.zeros(2, 16), {"mean": torch.zeros(16)}) is None   # weights without the measure
+
+
+def test_with_the_non_skin_measure_the_two_limits_share_the_refused_share():
+    d, s = np.linspace(0, 1, 4001), np.random.default_rng(1).permutation(np.linspace(-5, 5, 4001))
+    q = [Quality(warning_codes=[], flat=False, skin_fraction=0.5, sharpness=0.1)] * len(d)
+    limits = ood.fit_limits(d, q, s)
+    refused = [ood.refusal(x, a, limits, b) is not None for x, a, b in zip(q, d, s, strict=True)]
+    assert np.mean(refused) == pytest.approx(1 - ood.QUANTILE, abs=1e-3)
+    assert np.mean(d > limits["threshold"]) == pytest.approx((1 - ood.QUANTILE) / 2, abs=1e-3)
+    assert "nonskin_max" not in ood.fit_limits(d, q)
+
+
+def test_a_picture_the_non_skin_measure_refuses_is_told_no_skin_was_found():
+    limits = {"threshold": 2.0, "skin_fraction_min": 0.1, "sharpness_max": 0.5, "nonskin_max": 0.0}
+    q = Quality(warning_codes=[], flat=False, skin_fraction=0.5, sharpness=0.2)
+    assert ood.refusal(q, 1.0, limits, 1.5) == "no_skin"
+    assert ood.refusal(q, 1.0, limits, -1.5) is None
+    assert ood.refusal(q, 1.0, limits) is None                       # weights without the measure
+    assert ood.refusal(q, 1.0, {"threshold": 2.0}, 9.0) is None       # limits without it
+
+
 def test_the_limits_of_the_chosen_photo_type_apply():
     """A picture with the skin share of a phone photo passes the phone limits and is refused by dermoscopy's."""
     limits = {"dermoscopic": {"threshold": 2.0, "skin_fraction_min": 0.11}, "clinical": {"skin_fraction_min": 0.03}}

@@ -563,3 +563,70 @@ def test_a_gate_on_both_spaces_is_calibrated_applied_and_chosen_by_the_developme
     assert all(c["development_pictures"] == len(development_images()) for c in report["choices"])
     assert report["chosen"] == min((c["spaces"] for c in report["choices"] if c["development_refused"] == most),
                                    key=len)
+
+
+def test_the_non_skin_pictures_are_each_file_whole_and_cropped_plus_drawn_shapes(tmp_path):
+    from PIL import Image
+
+    from training import nonskin
+    Image.new("RGBA", (200, 120), (0, 0, 0, 0)).save(tmp_path / "stamp.png")          # transparent clip art
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (90, 300), (10, 120, 30)).save(tmp_path / "sub" / "wall.jpg")
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    (tmp_path / "notes.txt").write_text("skipped")
+    pics = nonskin.pictures(tmp_path, shapes=6)
+    assert len(pics) == 2 * (1 + nonskin.CROPS) + 6
+    assert all(p.mode == "RGB" for p in pics)
+    assert len(pics[0].getcolors()) == 1            # the transparent stamp over one plain colour
+    toned = nonskin.recoloured([tmp_path / "sub" / "wall.jpg"], n=3)
+    assert len(toned) == 1 and toned[0].size == (90, 300) and toned[0].getpixel((45, 150)) != (10, 120, 30)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="holds no picture"):
+        nonskin.pictures(empty)
+
+
+def test_the_non_skin_measure_is_calibrated_applied_and_tried_by_the_gate_choice(trained_run, fixture_data,
+                                                                                   tmp_path, capsys):
+    """calibrate --non-skin ships the measure and its limit for each photo type; the Classifier refuses with
+    "no_skin" exactly the pictures over that limit; training.gate_choice --non-skin tries each choice with it."""
+    from PIL import Image
+
+    from model import ood
+    from model.quality import check
+    from training import calibrate, gate_choice
+    run, pictures = tmp_path / "run", tmp_path / "not-skin"
+    shutil.copytree(trained_run, run)
+    pictures.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)).save(
+            pictures / f"{i}.png")
+    calibrate.main(calibrate.get_args_parser().parse_args(["--run", str(run), "--no-test", "--gate-spaces",
+                                                           "style", "features", "--non-skin", str(pictures)]))
+    clf = load_classifier(run / "weights")
+    assert clf.config["ood"]["nonskin_max"] == pytest.approx(clf.fitted("ood", None)["nonskin_max"])
+    assert clf.config["ood"]["non_skin"]["pictures"] == 12 * (1 + 2) + 200
+    images = [fixture_data / "images" / f for f in sorted(os.listdir(fixture_data / "images"))[:6]]
+    images += [Image.open(pictures / "0.png"), Image.new("RGB", (200, 200), (40, 160, 220))]
+    preds = clf.predict_batch(images)
+    pils, x, meta = clf._prepare(images, [None] * 8, [None] * 8, [None] * 8)
+    _, feats, style, _ = clf.runner(x, meta)
+    scores = ood.nonskin(style, clf.ood)
+    checked = 0
+    for pil, pred, score in zip(pils, preds, scores, strict=True):
+        q, limits = check(pil), clf.fitted("ood", pred.photo_type)
+        cheap = ood.refusal(q, None, {k: v for k, v in limits.items() if k not in ("threshold", "nonskin_max")})
+        if cheap is None:
+            assert (pred.refusal_reason == "no_skin") == (float(score) > limits["nonskin_max"])
+            checked += 1
+    assert checked >= 3
+    out = tmp_path / "choice.json"
+    gate_choice.main(argparse.Namespace(weights=str(run / "weights"), data=[str(fixture_data)], clinical_data=[],
+                                        non_skin=str(pictures), out=str(out)))
+    report = json.loads(out.read_text())
+    assert [(c["spaces"], c["non_skin"]) for c in report["choices"]] == \
+        [(list(c), m) for m in (False, True) for c in gate_choice.CHOICES]
+    assert all(bool(c["nonskin_max"]) == c["non_skin"] for c in report["choices"])
+    best = max(report["choices"], key=lambda c: (c["development_refused"], -len(c["spaces"]) - c["non_skin"]))
+    assert (report["chosen"], report["chosen_non_skin"]) == (best["spaces"], best["non_skin"])

@@ -7,7 +7,8 @@
   at validation specificity 0.95 ("see a dermatologist soon");
 - out-of-scope gate: Mahalanobis distance of the backbone's pooled features to the nearest (class, photo type)
   centre, in a whitened PCA space of the within-group covariance (train split); the threshold is the 99th
-  percentile of the validation distances, so ~1 % of real lesions would be refused.
+  percentile of the validation distances, so ~1 % of real lesions would be refused; with --non-skin FOLDER also
+  the learned non-skin measure (training/nonskin.py), the two limits then sharing that share.
 - photo-type head: a logistic regression on the train split's features is fitted beside the trained head, and
   the one with the higher balanced validation accuracy is kept (config.json's "photo_type" section says which).
 The first three are fitted per photo type (dermoscopic, clinical) on that type's validation rows; config.json
@@ -31,6 +32,7 @@ from model import ood
 from model.checkpoint import CLASSES, NO_LESION, load_model, metadata_spec, read_record, save_weights
 from model.image import eval_transform, open_image
 from model.quality import check
+from training import nonskin
 from training.data import PHOTO_TYPES, SkinDataset, cache_side, load_images, read_sources
 from training.evaluate import evaluate, write_evaluation
 from training.fitting import fit_linear_head, fit_temperature, softmax
@@ -89,10 +91,11 @@ def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
             "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
-def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES) -> tuple[dict, dict]:
+def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES, non_skin=None) -> tuple[dict, dict]:
     """(config sections: calibration, thresholds, ood; the tensors of the out-of-scope gate), fitted on the
     validation split, per photo type where the data has more than one (the first type's values are the defaults).
-    The gate measures `gate_spaces` (model/ood.py: "style", "features")."""
+    The gate measures `gate_spaces` (model/ood.py: "style", "features"), and with `non_skin` (a folder of pictures
+    that are not skin) the learned non-skin measure too."""
     transform = eval_transform(pre)
     parts = {}
     for name in ("train", "val"):
@@ -104,6 +107,12 @@ def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES) -> tu
     # the gate: one centre per (class, photo type), so phone photos are not measured against dermoscopy
     ood_tensors = ood.fit_spaces({name: getattr(train, name) for name in gate_spaces}, y_tr + len(CLASSES) * kind_tr)
     d_va = ood.score({name: torch.from_numpy(getattr(val, name)) for name in gate_spaces}, ood_tensors).numpy()
+    ns_va = None
+    if non_skin:
+        others = nonskin.pictures(non_skin)
+        ood_tensors.update(nonskin.measure(model, pre, spec, train.style, parts["train"].df["path"].to_numpy(),
+                                           others))
+        ns_va = ood.nonskin(torch.from_numpy(val.style), ood_tensors).numpy()
     # the cheap checks' limits: from the train and validation photos (see model/ood.py)
     paths = np.concatenate([parts["train"].df["path"].to_numpy(), parts["val"].df["path"].to_numpy()])
     qualities = np.array([check(open_image(path)) for path in paths], dtype=object)
@@ -118,6 +127,12 @@ def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES) -> tu
                                      "larger of the two" if "features" in gate_spaces else ""),
                         "level": ood.LEVEL, "spaces": list(gate_spaces), "quantile_on_val": ood.QUANTILE,
                         "cheap_limits_fitted_on": "train and validation splits"}}
+    if non_skin:
+        sections["ood"].update(non_skin={
+            "method": "class-balanced logistic regression on the standardised style: the train split's photos "
+                      f"and {nonskin.RECOLOURED} of them recoloured to a random MST shade, against pictures that "
+                      "are not skin (training/nonskin.py); the distance and this measure each at the "
+                      f"{ood.SPLIT_QUANTILE} quantile of the validation rows", "pictures": len(others)})
     if train.photo_logits is not None and len(set(kind_tr)) > 1 and len(set(kind_va)) > 1:
         sections["photo_type"] = choose_photo_head(model, train, val, kind_tr, kind_va)
     for k, name in enumerate(PHOTO_TYPES):
@@ -128,7 +143,7 @@ def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES) -> tu
         p = softmax(val.logits[m] / t)
         fitted = {"calibration": {"temperature": t},
                   "thresholds": fit_thresholds(y_va[m], p, None if k == 0 else sections["thresholds"]),
-                  "ood": ood.fit_limits(d_va[m], list(qualities[kind_all == k]))}
+                  "ood": ood.fit_limits(d_va[m], list(qualities[kind_all == k]), None if ns_va is None else ns_va[m])}
         for section, values in fitted.items():
             if k == 0:
                 sections[section].update(values)
@@ -178,12 +193,12 @@ def training_command(run: Path) -> str | None:
 
 
 def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None = None, command: str | None = None,
-             test: bool = True, gate_spaces=GATE_SPACES):
+             test: bool = True, gate_spaces=GATE_SPACES, non_skin=None):
     """Calibrate the best epoch on the validation split, ship it as a weights folder, evaluate it on test (unless
     `test` is False: a shipping rule decides on validation figures first, then the test split is read once)."""
     model, config, _ = load_model(run / "best")
     sections, ood_tensors = calibrate(model, df, split, cache, metadata_spec(config), config["preprocessing"],
-                                      gate_spaces)
+                                      gate_spaces, non_skin)
     command = command or training_command(run)
     training = training_record(read_record(run / "best"), args, seconds, command)
     if (run / "resumes.jsonl").is_file():  # each resume's arguments: the record of how the run really went
@@ -198,8 +213,9 @@ def finalize(run: Path, args, df, split, cache, seconds: float, out: Path | None
         write_evaluation(out, results, arrays, summary=run / "summary.csv")
 
 
-def spaces_option(spaces) -> str:
-    return "" if tuple(spaces) == GATE_SPACES else " --gate-spaces " + " ".join(spaces)
+def spaces_option(spaces, non_skin=None) -> str:
+    return ("" if tuple(spaces) == GATE_SPACES else " --gate-spaces " + " ".join(spaces)) + \
+        (f" --non-skin {non_skin}" if non_skin else "")
 
 
 def main(args):
@@ -216,10 +232,11 @@ def main(args):
     cache = load_images(df["path"], cache_side(train_args))
     summary = pd.read_csv(run / "summary.csv")
     command = training_command(run)
+    options = spaces_option(args.gate_spaces, args.non_skin)
     finalize(run, train_args, df, split, cache, seconds=float(summary["epoch_s"].sum()),
-             command=f"{command}; python -m training.calibrate --run {run}{spaces_option(args.gate_spaces)}"
-             if command else None, test=args.test,
-             gate_spaces=tuple(args.gate_spaces))
+             command=f"{command}; python -m training.calibrate --run {run}{options}" if command else None,
+             test=args.test,
+             gate_spaces=tuple(args.gate_spaces), non_skin=args.non_skin)
 
 
 def get_args_parser():
@@ -227,6 +244,8 @@ def get_args_parser():
     p.add_argument("--run", required=True, help="run folder of training.train (best/, split.csv, args.json)")
     p.add_argument("--gate-spaces", nargs="+", choices=ood.SPACES, default=list(GATE_SPACES),
                    help="what the out-of-scope gate measures (model/ood.py)")
+    p.add_argument("--non-skin", default=None, metavar="FOLDER",
+                   help="fit the gate's learned non-skin measure on this folder's pictures (training/nonskin.py)")
     p.add_argument("--no-test", dest="test", action="store_false",
                    help="calibrate only; read the test split later with training.evaluate")
     return p

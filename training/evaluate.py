@@ -150,6 +150,9 @@ def ood_report(df, out, ood_tensors: dict, limits: dict) -> dict:
     cheap_ok = np.array([ood.refusal(check(open_image(path)), None, limits) is None for path in df["path"]])
     inputs = {"style": torch.from_numpy(out.style), "features": torch.from_numpy(out.features)}
     far = ood.score(inputs, ood_tensors).numpy() > limits["threshold"]
+    nonskin = ood.nonskin(inputs["style"], ood_tensors)
+    if nonskin is not None:  # the learned non-skin measure refuses as a cheap check does ("no_skin")
+        cheap_ok &= nonskin.numpy() <= limits.get("nonskin_max", np.inf)
     refused, lesion = far | ~cheap_ok, y != NO_LESION
     return {"threshold": limits["threshold"],
             "test_lesions_refused": float(refused[lesion].mean()),

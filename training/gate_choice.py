@@ -10,6 +10,11 @@ is refitted as calibration fits it (ood.QUANTILE of that type's validation dista
 the cheap checks of its photo type refuse it or its distance is over that type's threshold. The rule, written
 before its figures (docs/training.md): the choice that refuses the most development pictures; among equals, the
 one with fewer spaces. Then calibrate again with the chosen --gate-spaces.
+
+With --non-skin FOLDER (training/nonskin.py), each choice is also tried with the learned non-skin measure, fitted
+here on the train split against that folder's pictures: the distance and the non-skin measure then each get half
+the refused share (ood.SPLIT_QUANTILE), and the measure counts as one more space among equals. A choice with it
+is shipped by calibrating again with --non-skin FOLDER.
 """
 from __future__ import annotations
 
@@ -25,27 +30,13 @@ from model.checkpoint import NO_LESION, load_model, metadata_spec
 from model.image import eval_transform, open_image
 from model.photo_types import fitted
 from model.quality import check
-from model.runtime import run_all
+from training import nonskin
 from training.data import PHOTO_TYPES, SkinDataset
 from training.evaluate import split_rows
-from training.inference import network_outputs
+from training.inference import network_outputs, picture_outputs
 from training.ood_check import development_images
 
 CHOICES = (("style",), ("features",), ("style", "features"))
-
-
-@torch.inference_mode()
-def picture_outputs(model, images, pre, spec, batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """Style, pooled features and photo-type logits of PIL pictures, with unknown metadata, as the app sees them."""
-    transform, parts = eval_transform(pre), []
-    for i in range(0, len(images), batch_size):
-        x = torch.stack([transform(im) for im in images[i:i + batch_size]])
-        meta = torch.tensor([spec.unknown()] * len(x), dtype=torch.float32)
-        _, features, style, _ = run_all(model, x, meta)
-        photo = model.forward_photo_type(features.float())
-        parts.append((style.float(), features.float(), features.new_zeros((len(x), 1)) if photo is None else photo))
-    style, features, photo = (torch.cat(p) for p in zip(*parts, strict=True))
-    return {"style": style, "features": features, "photo_logits": photo}
 
 
 def photo_type_names(config) -> list[str]:
@@ -66,22 +57,29 @@ def only(tensors: dict, spaces) -> dict:
     return keep
 
 
-def verdicts(config, tensors, spaces, val: dict, pictures: dict) -> dict:
-    """Refitted thresholds and what they refuse, for one choice of spaces."""
+def verdicts(config, tensors, spaces, val: dict, pictures: dict, non_skin: bool = False) -> dict:
+    """Refitted thresholds and what they refuse, for one choice of spaces (and the non-skin measure, whose
+    scores are then val["nonskin"] and pictures["nonskin"])."""
     names = photo_type_names(config)
     gate = only(tensors, spaces)
+    quantile = ood.SPLIT_QUANTILE if non_skin else ood.QUANTILE
     score = {who: ood.score({k: part[k] for k in spaces}, gate).numpy()
              for who, part in (("val", val), ("dev", pictures))}
-    threshold = {t: float(np.quantile(score["val"][val["type"] == t], ood.QUANTILE)) for t in names
+    threshold = {t: float(np.quantile(score["val"][val["type"] == t], quantile)) for t in names
                  if (val["type"] == t).any()}
+    nonskin_max = {t: float(np.quantile(val["nonskin"][val["type"] == t], quantile)) for t in threshold} \
+        if non_skin else {}
 
     def refused(who, part):
-        far = np.array([score[who][i] > threshold.get(t, threshold[names[0]]) for i, t in enumerate(part["type"])])
-        return far | part["cheap_refused"]
+        out = part["cheap_refused"].copy()
+        for i, t in enumerate(part["type"]):
+            t = t if t in threshold else names[0]
+            out[i] |= score[who][i] > threshold[t] or (non_skin and part["nonskin"][i] > nonskin_max[t])
+        return out
 
     val_refused, dev_refused = refused("val", val), refused("dev", pictures)
     lesion = val["lesion"]
-    return {"spaces": list(spaces), "thresholds": threshold,
+    return {"spaces": list(spaces), "non_skin": non_skin, "thresholds": threshold, "nonskin_max": nonskin_max,
             "development_refused": int(dev_refused.sum()), "development_pictures": int(len(dev_refused)),
             "development_not_refused": [n for n, r in zip(pictures["names"], dev_refused, strict=True) if not r],
             "val_lesions_refused": {t: float(val_refused[lesion & (val["type"] == t)].mean()) for t in threshold}}
@@ -109,10 +107,21 @@ def main(args):
     pictures = picture_outputs(model, list(dev.values()), pre, spec)
     dev_types = photo_types_of(pictures["photo_logits"].numpy(), names, len(dev))
     pictures.update(type=dev_types, names=list(dev), cheap_refused=cheap_refused(config, list(dev.values()), dev_types))
-    results = [verdicts(config, tensors, spaces, val, pictures) for spaces in CHOICES]
-    best = max(results, key=lambda r: (r["development_refused"], -len(r["spaces"])))
+    non_skin = getattr(args, "non_skin", None)
+    if non_skin:
+        train_rows = split_rows(args.data, args.clinical_data, spec, weights / "split.csv", "train")
+        train = network_outputs(model, SkinDataset(train_rows, None, eval_transform(pre), spec))
+        measure = nonskin.measure(model, pre, spec, train.style, train_rows["path"].to_numpy(),
+                                  nonskin.pictures(non_skin))
+        val["nonskin"] = ood.nonskin(val["style"], measure).numpy()
+        pictures["nonskin"] = ood.nonskin(pictures["style"], measure).numpy()
+    results = [verdicts(config, tensors, spaces, val, pictures, with_measure) for with_measure in
+               ((False, True) if non_skin else (False,)) for spaces in CHOICES]
+    best = max(results, key=lambda r: (r["development_refused"], -len(r["spaces"]) - r["non_skin"]))
     report = {"weights": str(weights), "choices": results, "chosen": best["spaces"],
-              "rule": "most development pictures refused; among equals, fewer spaces"}
+              "chosen_non_skin": best["non_skin"], "non_skin_pictures": non_skin,
+              "rule": "most development pictures refused; among equals, fewer spaces (the non-skin measure counts "
+                      "as one)"}
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
@@ -123,5 +132,8 @@ if __name__ == "__main__":
     p.add_argument("--weights", required=True, help="a weights folder calibrated with --gate-spaces style features")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clinical-data", nargs="*", default=[])
+    p.add_argument("--non-skin", default=None, metavar="FOLDER",
+                   help="also try each choice with the learned non-skin measure fitted on this folder's pictures "
+                        "(training/nonskin.py)")
     p.add_argument("--out", default=None, help="also write the figures to this JSON file")
     main(p.parse_args())

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from model.image import eval_transform
 from model.runtime import run_all
 
 FLIPS = ([3], [2], [2, 3])  # with the image itself, the 4 views of test-time augmentation
@@ -46,3 +47,17 @@ def network_outputs(model, dataset, device: torch.device | str = "cpu", batch_si
 
     features, style, logits, photo = collect(step, DataLoader(dataset, batch_size, num_workers=workers))
     return Outputs(features.numpy(), style.numpy(), logits.numpy(), photo.numpy() if photo.shape[1] else None)
+
+
+@torch.inference_mode()
+def picture_outputs(model, images, pre, spec, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Style, pooled features and photo-type logits of PIL pictures, with unknown metadata, as the app sees them."""
+    transform, parts = eval_transform(pre), []
+    for i in range(0, len(images), batch_size):
+        x = torch.stack([transform(im) for im in images[i:i + batch_size]])
+        meta = torch.tensor([spec.unknown()] * len(x), dtype=torch.float32)
+        _, features, style, _ = run_all(model, x, meta)
+        photo = model.forward_photo_type(features.float())
+        parts.append((style.float(), features.float(), features.new_zeros((len(x), 1)) if photo is None else photo))
+    style, features, photo = (torch.cat(p) for p in zip(*parts, strict=True))
+    return {"style": style, "features": features, "photo_logits": photo}
