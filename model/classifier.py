@@ -130,7 +130,8 @@ class Classifier:
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        reason = ood.refusal(q, d, self.fitted("ood", photo_type), None if nonskin is None else float(nonskin))
+        limits = {kind: self.fitted("ood", kind) for kind in (self.photo_types or [photo_type])}
+        reason = ood.refusal_any(q, d, limits, photo_type, None if nonskin is None else float(nonskin))
         risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
         advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
         return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,
