@@ -14,20 +14,44 @@ wallpaper packages, GPL and CC licensed, none of them shipped (docs/training.md)
 
 Each picture is used whole and in CROPS random crops (transparent ones over a random plain colour), and drawn
 shapes (gradients, discs, stripes; seeded apart from ood_check's) are added to them.
+
+Run as a command, it adds the measure to a calibrated weights folder without calibrating anything else: it fits
+the measure on the folder's train split and refits each photo type's distance threshold and non-skin limit on its
+validation rows (each at ood.SPLIT_QUANTILE), and writes the weights to --out:
+
+    python -m training.nonskin --weights weights --out runs/weights-nonskin --pictures nonskin/usr/share \
+        --data ../shared/data/skin-lesions --clinical-data ../shared/data/skin-photos runs/phone-skin
 """
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from model import ood
-from model.image import open_image
-from training.inference import picture_outputs
+from model.checkpoint import (
+    OOD_PREFIX,
+    WEIGHTS_FILE,
+    load_model,
+    metadata_spec,
+    read_config,
+    read_record,
+    sha256,
+    write_config,
+    write_record,
+)
+from model.image import eval_transform, open_image
+from training.data import SkinDataset
+from training.evaluate import split_rows
+from training.inference import network_outputs, picture_outputs
 from training.skin_tone import MST, recolour
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -127,3 +151,64 @@ def measure(model, pre: dict, spec, train_style: np.ndarray, train_paths, other:
     toned = picture_outputs(model, recoloured(train_paths), pre, spec)["style"].numpy()
     not_skin = picture_outputs(model, other, pre, spec)["style"].numpy()
     return ood.fit_nonskin(np.concatenate([train_style, toned]), not_skin)
+
+
+def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarray) -> dict:
+    """config.json's ood section with each photo type's distance threshold and non-skin limit refitted on its
+    validation rows (the first type's at the top, the others under by_photo_type, as calibration writes them)."""
+    section = json.loads(json.dumps(config["ood"]))
+    types = list(config.get("photo_types") or [None])
+    for i, name in enumerate(types):
+        m = (val_rows["photo_type"] == name).to_numpy() if name is not None else np.ones(len(val_rows), bool)
+        if not m.any():
+            continue
+        limits = {"threshold": float(np.quantile(distances[m], ood.SPLIT_QUANTILE)),
+                  "nonskin_max": float(np.quantile(scores[m], ood.SPLIT_QUANTILE))}
+        (section if i == 0 else section.setdefault("by_photo_type", {}).setdefault(name, {})).update(limits)
+    return section
+
+
+def main(args):
+    weights, out = Path(args.weights), Path(args.out)
+    model, config, tensors = load_model(weights)
+    if not tensors:
+        raise SystemExit(f"{weights} has no out-of-scope gate: calibrate it first (python -m training.calibrate).")
+    spec, pre = metadata_spec(config), config["preprocessing"]
+    rows = {name: split_rows(args.data, args.clinical_data, spec, weights / "split.csv", name)
+            for name in ("train", "val")}
+    outputs = {name: network_outputs(model, SkinDataset(r, None, eval_transform(pre), spec))
+               for name, r in rows.items()}
+    others = pictures(args.pictures)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(ood.NONSKIN)}
+    tensors.update(measure(model, pre, spec, outputs["train"].style, rows["train"]["path"].to_numpy(), others))
+    val = outputs["val"]
+    spaces = {"style": torch.from_numpy(val.style), "features": torch.from_numpy(val.features)}
+    distances = ood.score(spaces, tensors).numpy()
+    scores = ood.nonskin(spaces["style"], tensors).numpy()
+    if out.resolve() != weights.resolve():
+        shutil.copytree(weights, out, dirs_exist_ok=True)
+    state = {k: v for k, v in load_file(str(weights / WEIGHTS_FILE)).items() if not k.startswith(OOD_PREFIX)}
+    state.update({OOD_PREFIX + k: v.float().contiguous() for k, v in tensors.items()})
+    save_file(state, str(out / WEIGHTS_FILE))
+    settings = read_config(weights)
+    settings["ood"] = refit_limits(settings, rows["val"], distances, scores)
+    settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
+    write_config(out, settings)
+    record = read_record(weights)
+    record.setdefault("notes", {}).setdefault("ood", {})["non_skin"] = (
+        f"learned non-skin measure (training/nonskin.py): class-balanced logistic regression on the standardised "
+        f"style, {len(rows['train'])} train-split photos and {min(RECOLOURED, len(rows['train']))} of them "
+        f"recoloured to a random MST shade against {len(others)} pictures that are not skin; the distance "
+        f"threshold and the non-skin limit each at the {ood.SPLIT_QUANTILE} quantile of the validation rows")
+    write_record(out, record)
+    print(json.dumps({"out": str(out), "pictures": len(others), "ood": settings["ood"]}, indent=1))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="a calibrated weights folder (with its split.csv)")
+    p.add_argument("--out", required=True, help="where the weights with the measure go (may be --weights)")
+    p.add_argument("--pictures", required=True, help="a folder of pictures that are not skin (searched recursively)")
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--clinical-data", nargs="*", default=[])
+    main(p.parse_args())
