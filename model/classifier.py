@@ -130,8 +130,7 @@ class Classifier:
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        limits = {kind: self.fitted("ood", kind) for kind in (self.photo_types or [photo_type])}
-        reason = ood.refusal_any(q, d, limits, photo_type, None if nonskin is None else float(nonskin))
+        reason = ood.refusal(q, d, self.fitted("ood", photo_type), None if nonskin is None else float(nonskin))
         risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
         advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
         return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,

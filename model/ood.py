@@ -2,8 +2,7 @@
 the Classifier and measured by training/evaluate.py and training/scope_check.py, all with the functions below.
 
 A picture is refused (Prediction.in_scope False, risk "out_of_scope", with a refusal reason) when it fails the
-limits of every photo type (a doubt about the photo type is no reason to refuse; the reason given is that of the
-type the head chose): cheap checks (flat picture, too little skin colour, pixel noise) and
+limits of the photo type the head chose: cheap checks (flat picture, too little skin colour, pixel noise) and
 the style distance: the Mahalanobis distance to the nearest (class, photo type) centre, in a whitened PCA space
 of the within-group covariance of the train split, under a quantile of the validation distances of that type.
 
@@ -152,13 +151,3 @@ def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | No
     if d is not None and threshold is not None and d > threshold:
         return "unlike_training"
     return None
-
-
-def refusal_any(q: Quality, d: float | None, limits_by_type: dict, chosen, nonskin_score: float | None = None
-                ) -> str | None:
-    """Refused only when the limits of every photo type refuse the picture (`limits_by_type`: type -> limits),
-    with the reason of the `chosen` type's limits; None when any type's limits let it through."""
-    reasons = {t: refusal(q, d, limits, nonskin_score) for t, limits in limits_by_type.items()}
-    if any(r is None for r in reasons.values()):
-        return None
-    return reasons.get(chosen) or next(iter(reasons.values()))

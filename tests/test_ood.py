@@ -94,21 +94,6 @@ def test_the_limits_of_the_chosen_photo_type_apply():
     assert ood.refusal(phone_like, 1.0, limits["clinical"]) is None
     assert ood.refusal(phone_like, 1.0, limits["dermoscopic"]) == "no_skin"
 
-def test_a_doubt_about_the_photo_type_is_no_reason_to_refuse():
-    """Refused only when every photo type's limits refuse, with the reason of the type the head chose."""
-    limits = {"dermoscopic": {"threshold": 2.0, "skin_fraction_min": 0.11}, "clinical": {"skin_fraction_min": 0.03,
-                                                                                         "threshold": 1.5}}
-    phone_like = Quality(warning_codes=[], flat=False, skin_fraction=0.05, sharpness=0.2)
-    assert ood.refusal_any(phone_like, 1.0, limits, "dermoscopic") is None
-    skin_like = Quality(warning_codes=[], flat=False, skin_fraction=0.2, sharpness=0.2)
-    assert ood.refusal(skin_like, 1.8, limits["clinical"]) == "unlike_training"
-    assert ood.refusal_any(skin_like, 1.8, limits, "clinical") is None          # near enough for dermoscopy
-    assert ood.refusal_any(phone_like, 2.5, limits, "dermoscopic") == "no_skin"
-    assert ood.refusal_any(phone_like, 2.5, limits, "clinical") == "unlike_training"
-    no_skin = Quality(warning_codes=[], flat=False, skin_fraction=0.01, sharpness=0.2)
-    assert ood.refusal_any(no_skin, 1.0, limits, "clinical") == "no_skin"
-
-
 def test_style_is_the_mean_and_spread_of_each_channel():
     maps = torch.randn(2, 3, 5, 7)
     s = ood.style(maps)

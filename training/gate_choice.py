@@ -7,8 +7,8 @@ test split: on the development non-skin pictures (training.ood_check --set devel
 
 The weights must be calibrated with every space. For each choice of spaces, each photo type's distance threshold
 is refitted as calibration fits it (ood.QUANTILE of that type's validation distances); a picture is refused when
-the cheap checks or the distance refuse it under the limits of every photo type, as the app refuses. The rule,
-written before its figures (docs/training.md): the choice that refuses the most development pictures; among equals, the
+the cheap checks of its photo type refuse it or its distance is over that type's threshold. The rule, written
+before its figures (docs/training.md): the choice that refuses the most development pictures; among equals, the
 one with fewer spaces. Then calibrate again with the chosen --gate-spaces.
 
 With --non-skin FOLDER (training/nonskin.py), each choice is also tried with the learned non-skin measure, fitted
@@ -70,12 +70,12 @@ def verdicts(config, tensors, spaces, val: dict, pictures: dict, non_skin: bool 
     nonskin_max = {t: float(np.quantile(val["nonskin"][val["type"] == t], quantile)) for t in threshold} \
         if non_skin else {}
 
-    def refused(who, part):  # as the app refuses: by the limits of every photo type (ood.refusal_any)
-        by_type = []
-        for t in threshold:
-            out = part["cheap_refused"][t] | (score[who] > threshold[t])
-            by_type.append(out | (part["nonskin"] > nonskin_max[t]) if non_skin else out)
-        return np.logical_and.reduce(by_type)
+    def refused(who, part):
+        out = part["cheap_refused"].copy()
+        for i, t in enumerate(part["type"]):
+            t = t if t in threshold else names[0]
+            out[i] |= score[who][i] > threshold[t] or (non_skin and part["nonskin"][i] > nonskin_max[t])
+        return out
 
     val_refused, dev_refused = refused("val", val), refused("dev", pictures)
     lesion = val["lesion"]
@@ -85,11 +85,9 @@ def verdicts(config, tensors, spaces, val: dict, pictures: dict, non_skin: bool 
             "val_lesions_refused": {t: float(val_refused[lesion & (val["type"] == t)].mean()) for t in threshold}}
 
 
-def cheap_refused(config, images, names) -> dict[str, np.ndarray]:
-    """Photo type -> whether its cheap checks refuse each picture."""
-    qualities = [check(im) for im in images]
-    return {t: np.array([ood.refusal(q, None, fitted(config, "ood", t)) is not None for q in qualities])
-            for t in names}
+def cheap_refused(config, images, types) -> np.ndarray:
+    return np.array([ood.refusal(check(im), None, fitted(config, "ood", t)) is not None
+                     for im, t in zip(images, types, strict=True)])
 
 
 def main(args):
@@ -104,11 +102,11 @@ def main(args):
     val_types = photo_types_of(out.photo_logits, names, len(rows))
     val = {"style": torch.from_numpy(out.style), "features": torch.from_numpy(out.features), "type": val_types,
            "lesion": rows["label"].to_numpy() != NO_LESION,
-           "cheap_refused": cheap_refused(config, [open_image(p) for p in rows["path"]], names)}
+           "cheap_refused": cheap_refused(config, [open_image(p) for p in rows["path"]], val_types)}
     dev = development_images()
     pictures = picture_outputs(model, list(dev.values()), pre, spec)
     dev_types = photo_types_of(pictures["photo_logits"].numpy(), names, len(dev))
-    pictures.update(type=dev_types, names=list(dev), cheap_refused=cheap_refused(config, list(dev.values()), names))
+    pictures.update(type=dev_types, names=list(dev), cheap_refused=cheap_refused(config, list(dev.values()), dev_types))
     non_skin = getattr(args, "non_skin", None)
     if non_skin:
         train_rows = split_rows(args.data, args.clinical_data, spec, weights / "split.csv", "train")
