@@ -38,6 +38,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from model import ood
 from model.checkpoint import (
+    CLASSES,
     OOD_PREFIX,
     WEIGHTS_FILE,
     load_model,
@@ -49,7 +50,7 @@ from model.checkpoint import (
     write_record,
 )
 from model.image import eval_transform, open_image
-from training.data import SkinDataset
+from training.data import PHOTO_TYPES, SkinDataset
 from training.evaluate import split_rows
 from training.inference import network_outputs, picture_outputs
 from training.skin_tone import MST, recolour
@@ -133,15 +134,21 @@ def pictures(folder: Path | str, crops_each: int = CROPS, shapes: int = DRAWN, s
     return out + drawn(shapes, rng)
 
 
-def recoloured(paths, n: int = RECOLOURED, seed: int = SEED) -> list[Image.Image]:
-    """`n` of the photos at `paths`, each recoloured to a random Monk Skin Tone shade."""
+def recoloured_rows(paths, n: int = RECOLOURED, seed: int = SEED) -> tuple[np.ndarray, list[Image.Image]]:
+    """(which of `paths`, their photos each recoloured to a random Monk Skin Tone shade), for `n` of them."""
     rng = random.Random(seed)
+    index = np.array(sorted(rng.sample(range(len(paths)), min(n, len(paths)))), dtype=int)
     out = []
-    for path in rng.sample(list(paths), min(n, len(paths))):
-        img = open_image(path)
+    for i in index:
+        img = open_image(paths[i])
         img.thumbnail((SIDE, SIDE))
         out.append(to_pil_image(recolour(pil_to_tensor(img), rng.choice(MST))))
-    return out
+    return index, out
+
+
+def recoloured(paths, n: int = RECOLOURED, seed: int = SEED) -> list[Image.Image]:
+    """`n` of the photos at `paths`, each recoloured to a random Monk Skin Tone shade."""
+    return recoloured_rows(list(paths), n, seed)[1]
 
 
 def measure(model, pre: dict, spec, train_style: np.ndarray, train_paths, other: list[Image.Image]
@@ -153,19 +160,38 @@ def measure(model, pre: dict, spec, train_style: np.ndarray, train_paths, other:
     return ood.fit_nonskin(np.concatenate([train_style, toned]), not_skin)
 
 
-def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarray) -> dict:
-    """config.json's ood section with each photo type's distance threshold and non-skin limit refitted on its
-    validation rows (the first type's at the top, the others under by_photo_type, as calibration writes them)."""
+def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarray | None) -> dict:
+    """config.json's ood section with each photo type's distance threshold (and non-skin limit, with `scores`)
+    refitted on its validation rows (the first type's at the top, the others under by_photo_type, as calibration
+    writes them)."""
     section = json.loads(json.dumps(config["ood"]))
     types = list(config.get("photo_types") or [None])
     for i, name in enumerate(types):
         m = (val_rows["photo_type"] == name).to_numpy() if name is not None else np.ones(len(val_rows), bool)
         if not m.any():
             continue
-        limits = {"threshold": float(np.quantile(distances[m], ood.SPLIT_QUANTILE)),
-                  "nonskin_max": float(np.quantile(scores[m], ood.SPLIT_QUANTILE))}
+        quantile = ood.QUANTILE if scores is None else ood.SPLIT_QUANTILE
+        limits = {"threshold": float(np.quantile(distances[m], quantile))}
+        if scores is not None:
+            limits["nonskin_max"] = float(np.quantile(scores[m], quantile))
         (section if i == 0 else section.setdefault("by_photo_type", {}).setdefault(name, {})).update(limits)
     return section
+
+
+TONED_GROUP = 1000  # the recoloured photos' groups: their own group's id plus this
+
+
+def toned_distance(model, pre, spec, tensors, train_rows, train) -> dict[str, torch.Tensor]:
+    """The distance's tensors refitted (the spaces the weights measure) on the train split's photos and on some
+    of them recoloured to a random MST shade, these in groups of their own: a dark skin is then near its own
+    centres instead of far from every light-skinned one."""
+    groups = (train_rows["label"].to_numpy() + len(CLASSES) * np.array(
+        [PHOTO_TYPES.index(t) for t in train_rows["photo_type"]]))
+    index, toned = recoloured_rows(train_rows["path"].to_numpy())
+    toned_out = picture_outputs(model, toned, pre, spec)
+    spaces = {name: np.concatenate([getattr(train, name), toned_out[name].numpy()])
+              for name in ood.SPACES if ood.space(tensors, name) is not None}
+    return ood.fit_spaces(spaces, np.concatenate([groups, groups[index] + TONED_GROUP]))
 
 
 def main(args):
@@ -178,13 +204,26 @@ def main(args):
             for name in ("train", "val")}
     outputs = {name: network_outputs(model, SkinDataset(r, None, eval_transform(pre), spec))
                for name, r in rows.items()}
-    others = pictures(args.pictures)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(ood.NONSKIN)}
-    tensors.update(measure(model, pre, spec, outputs["train"].style, rows["train"]["path"].to_numpy(), others))
+    notes = []
+    if args.toned_groups:
+        tensors = {**toned_distance(model, pre, spec, tensors, rows["train"], outputs["train"]),
+                   **{k: v for k, v in tensors.items() if k.startswith(ood.NONSKIN)}}
+        notes.append(f"distance groups fitted on the train split and on {min(RECOLOURED, len(rows['train']))} of "
+                     f"its photos recoloured to a random MST shade (their own groups)")
+    if args.pictures:
+        others = pictures(args.pictures)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(ood.NONSKIN)}
+        tensors.update(measure(model, pre, spec, outputs["train"].style, rows["train"]["path"].to_numpy(), others))
+        notes.append(f"learned non-skin measure (training/nonskin.py): class-balanced logistic regression on the "
+                     f"standardised style, {len(rows['train'])} train-split photos and {RECOLOURED} of them "
+                     f"recoloured to a random MST shade against {len(others)} pictures that are not skin; the "
+                     f"distance threshold and the non-skin limit each at the {ood.SPLIT_QUANTILE} quantile of the "
+                     f"validation rows")
     val = outputs["val"]
     spaces = {"style": torch.from_numpy(val.style), "features": torch.from_numpy(val.features)}
     distances = ood.score(spaces, tensors).numpy()
-    scores = ood.nonskin(spaces["style"], tensors).numpy()
+    scores = ood.nonskin(spaces["style"], tensors)
+    scores = None if scores is None else scores.numpy()
     if out.resolve() != weights.resolve():
         shutil.copytree(weights, out, dirs_exist_ok=True)
     state = {k: v for k, v in load_file(str(weights / WEIGHTS_FILE)).items() if not k.startswith(OOD_PREFIX)}
@@ -195,20 +234,19 @@ def main(args):
     settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
     write_config(out, settings)
     record = read_record(weights)
-    record.setdefault("notes", {}).setdefault("ood", {})["non_skin"] = (
-        f"learned non-skin measure (training/nonskin.py): class-balanced logistic regression on the standardised "
-        f"style, {len(rows['train'])} train-split photos and {min(RECOLOURED, len(rows['train']))} of them "
-        f"recoloured to a random MST shade against {len(others)} pictures that are not skin; the distance "
-        f"threshold and the non-skin limit each at the {ood.SPLIT_QUANTILE} quantile of the validation rows")
+    record.setdefault("notes", {}).setdefault("ood", {})["refit"] = "; ".join(notes)
     write_record(out, record)
-    print(json.dumps({"out": str(out), "pictures": len(others), "ood": settings["ood"]}, indent=1))
+    print(json.dumps({"out": str(out), "refit": notes, "ood": settings["ood"]}, indent=1))
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="a calibrated weights folder (with its split.csv)")
     p.add_argument("--out", required=True, help="where the weights with the measure go (may be --weights)")
-    p.add_argument("--pictures", required=True, help="a folder of pictures that are not skin (searched recursively)")
+    p.add_argument("--pictures", default=None,
+                   help="fit the non-skin measure on this folder of pictures that are not skin (searched recursively)")
+    p.add_argument("--toned-groups", action="store_true",
+                   help="refit the distance with recoloured train photos in groups of their own")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clinical-data", nargs="*", default=[])
     main(p.parse_args())
