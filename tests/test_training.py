@@ -630,3 +630,32 @@ def test_the_non_skin_measure_is_calibrated_applied_and_tried_by_the_gate_choice
     assert all(bool(c["nonskin_max"]) == c["non_skin"] for c in report["choices"])
     best = max(report["choices"], key=lambda c: (c["development_refused"], -len(c["spaces"]) - c["non_skin"]))
     assert (report["chosen"], report["chosen_non_skin"]) == (best["spaces"], best["non_skin"])
+
+
+def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_skin_measure(
+        trained_weights, fixture_data, tmp_path, capsys):
+    """python -m training.nonskin: the distance refitted with recoloured train photos in groups of their own, the
+    non-skin measure added, each photo type's limits refitted; the network and the calibration stay as they were."""
+    from PIL import Image
+
+    from model import ood
+    from model.checkpoint import load_model
+    from training import nonskin
+    pictures, out = tmp_path / "not-skin", tmp_path / "refit"
+    pictures.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(5, 0).repeat(5, 1)).save(
+            pictures / f"{i}.png")
+    nonskin.main(argparse.Namespace(weights=str(trained_weights), out=str(out), pictures=str(pictures),
+                                    toned_groups=True, data=[str(fixture_data)], clinical_data=[]))
+    before, after = load_model(trained_weights), load_model(out)
+    assert after[1]["calibration"] == before[1]["calibration"] and after[1]["thresholds"] == before[1]["thresholds"]
+    net_before, net_after = before[0].state_dict(), after[0].state_dict()
+    assert all(torch.equal(net_before[k], net_after[k]) for k in net_before)
+    tensors = after[2]
+    assert ood.nonskin(torch.zeros(1, tensors["mean"].numel()), tensors) is not None
+    assert len(tensors["centres"]) > len(before[2]["centres"])          # the recoloured photos' own groups
+    limits = load_classifier(out).fitted("ood", None)
+    assert {"threshold", "nonskin_max"} <= set(limits) and limits["threshold"] != before[1]["ood"]["threshold"]
+    assert "recoloured" in read_record(out)["notes"]["ood"]["refit"]
