@@ -15,12 +15,14 @@ wallpaper packages, GPL and CC licensed, none of them shipped (docs/training.md)
 Each picture is used whole and in CROPS random crops (transparent ones over a random plain colour), and drawn
 shapes (gradients, discs, stripes; seeded apart from ood_check's) are added to them.
 
-Run as a command, it adds the measure to a calibrated weights folder without calibrating anything else: it fits
-the measure on the folder's train split and refits each photo type's distance threshold and non-skin limit on its
-validation rows (each at ood.SPLIT_QUANTILE), and writes the weights to --out:
+Run as a command, it refits the gate of a calibrated weights folder without calibrating anything else: with
+--pictures it fits the measure on the folder's train split; with --toned-groups it refits the distance on the
+train split and on some of its photos recoloured to a random MST shade, in groups of their own (so a dark skin is
+near its own centres); then each photo type's distance threshold (and non-skin limit) is refitted on its
+validation rows (ood.QUANTILE, or ood.SPLIT_QUANTILE each with the measure), and the weights go to --out:
 
     python -m training.nonskin --weights weights --out runs/weights-nonskin --pictures nonskin/usr/share \
-        --data ../shared/data/skin-lesions --clinical-data ../shared/data/skin-photos runs/phone-skin
+        --toned-groups --data ../shared/data/skin-lesions --clinical-data ../shared/data/skin-photos runs/phone-skin
 """
 from __future__ import annotations
 
