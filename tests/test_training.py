@@ -659,3 +659,18 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
     limits = load_classifier(out).fitted("ood", None)
     assert {"threshold", "nonskin_max"} <= set(limits) and limits["threshold"] != before[1]["ood"]["threshold"]
     assert "recoloured" in read_record(out)["notes"]["ood"]["refit"]
+
+
+def test_the_collection_probe_tells_collections_apart_only_where_the_features_do(trained_weights, fixture_data):
+    from training import collection_probe
+    rng = np.random.default_rng(0)
+    collections = np.repeat(["HAM10000", "ISIC archive"], 100)
+    groups = np.arange(200) // 2                      # two images per lesion
+    marked = rng.normal(0, 1, (200, 8))
+    marked[:, 0] += np.where(collections == "HAM10000", 3.0, -3.0)
+    assert collection_probe.probe(marked, collections, groups) > 0.95
+    assert collection_probe.probe(rng.normal(0, 1, (200, 8)), collections, groups) < 0.65
+    args = argparse.Namespace(weights=str(trained_weights), baseline=[], data=[str(fixture_data)], split=None,
+                              split_name="val", out=None)
+    with pytest.raises(SystemExit, match="one collection only"):
+        collection_probe.main(args)
