@@ -27,6 +27,7 @@ validation rows (ood.QUANTILE, or ood.SPLIT_QUANTILE each with the measure), and
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import shutil
@@ -153,11 +154,12 @@ def recoloured(paths, n: int = RECOLOURED, seed: int = SEED) -> list[Image.Image
     return recoloured_rows(list(paths), n, seed)[1]
 
 
-def measure(model, pre: dict, spec, train_style: np.ndarray, train_paths, other: list[Image.Image]
-            ) -> dict[str, torch.Tensor]:
+def measure(model, pre: dict, spec, train_style: np.ndarray, train_paths, other: list[Image.Image],
+            toned: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """The non-skin measure's tensors ("nonskin." keys, model/ood.py): the train split's style and that of
-    recoloured train photos against the style of `other`."""
-    toned = picture_outputs(model, recoloured(train_paths), pre, spec)["style"].numpy()
+    recoloured train photos (`toned`, their style, when already computed) against the style of `other`."""
+    if toned is None:
+        toned = picture_outputs(model, recoloured(train_paths), pre, spec)["style"].numpy()
     not_skin = picture_outputs(model, other, pre, spec)["style"].numpy()
     return ood.fit_nonskin(np.concatenate([train_style, toned]), not_skin)
 
@@ -166,7 +168,7 @@ def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarr
     """config.json's ood section with each photo type's distance threshold (and non-skin limit, with `scores`)
     refitted on its validation rows (the first type's at the top, the others under by_photo_type, as calibration
     writes them)."""
-    section = json.loads(json.dumps(config["ood"]))
+    section = copy.deepcopy(config["ood"])
     types = list(config.get("photo_types") or [None])
     for i, name in enumerate(types):
         m = (val_rows["photo_type"] == name).to_numpy() if name is not None else np.ones(len(val_rows), bool)
@@ -183,14 +185,12 @@ def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarr
 TONED_GROUP = 1000  # the recoloured photos' groups: their own group's id plus this
 
 
-def toned_distance(model, pre, spec, tensors, train_rows, train) -> dict[str, torch.Tensor]:
-    """The distance's tensors refitted (the spaces the weights measure) on the train split's photos and on some
-    of them recoloured to a random MST shade, these in groups of their own: a dark skin is then near its own
-    centres instead of far from every light-skinned one."""
+def toned_distance(tensors, train_rows, train, index: np.ndarray, toned_out: dict) -> dict[str, torch.Tensor]:
+    """The distance's tensors refitted (the spaces the weights measure) on the train split's photos and on the
+    rows `index` of them recoloured to a random MST shade (`toned_out`: their picture_outputs), these in groups of
+    their own: a dark skin is then near its own centres instead of far from every light-skinned one."""
     groups = (train_rows["label"].to_numpy() + len(CLASSES) * np.array(
         [PHOTO_TYPES.index(t) for t in train_rows["photo_type"]]))
-    index, toned = recoloured_rows(train_rows["path"].to_numpy())
-    toned_out = picture_outputs(model, toned, pre, spec)
     spaces = {name: np.concatenate([getattr(train, name), toned_out[name].numpy()])
               for name in ood.SPACES if ood.space(tensors, name) is not None}
     return ood.fit_spaces(spaces, np.concatenate([groups, groups[index] + TONED_GROUP]))
@@ -206,16 +206,19 @@ def main(args):
             for name in ("train", "val")}
     outputs = {name: network_outputs(model, SkinDataset(r, None, eval_transform(pre), spec))
                for name, r in rows.items()}
-    notes = []
+    notes, paths = [], rows["train"]["path"].to_numpy()
+    if args.toned_groups or args.pictures:  # the recoloured train photos, through the network once for both
+        index, toned = recoloured_rows(paths)
+        toned_out = picture_outputs(model, toned, pre, spec)
     if args.toned_groups:
-        tensors = {**toned_distance(model, pre, spec, tensors, rows["train"], outputs["train"]),
+        tensors = {**toned_distance(tensors, rows["train"], outputs["train"], index, toned_out),
                    **{k: v for k, v in tensors.items() if k.startswith(ood.NONSKIN)}}
         notes.append(f"distance groups fitted on the train split and on {min(RECOLOURED, len(rows['train']))} of "
                      f"its photos recoloured to a random MST shade (their own groups)")
     if args.pictures:
         others = pictures(args.pictures)
         tensors = {k: v for k, v in tensors.items() if not k.startswith(ood.NONSKIN)}
-        tensors.update(measure(model, pre, spec, outputs["train"].style, rows["train"]["path"].to_numpy(), others))
+        tensors.update(measure(model, pre, spec, outputs["train"].style, paths, others, toned_out["style"].numpy()))
         notes.append(f"learned non-skin measure (training/nonskin.py): class-balanced logistic regression on the "
                      f"standardised style, {len(rows['train'])} train-split photos and {RECOLOURED} of them "
                      f"recoloured to a random MST shade against {len(others)} pictures that are not skin; the "
