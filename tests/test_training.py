@@ -674,3 +674,38 @@ def test_the_collection_probe_tells_collections_apart_only_where_the_features_do
                               split_name="val", out=None)
     with pytest.raises(SystemExit, match="one collection only"):
         collection_probe.main(args)
+
+
+def test_interpolation_is_the_straight_line_and_keeps_what_only_the_run_has():
+    from training.soup import interpolate
+    start = {"w": torch.zeros(3), "n": torch.tensor(5)}
+    end = {"w": torch.full((3,), 4.0), "n": torch.tensor(9), "new_head": torch.ones(2)}
+    out = interpolate(start, end, 0.25)
+    assert torch.allclose(out["w"], torch.full((3,), 1.0))
+    assert out["n"].item() == 9 and torch.equal(out["new_head"], end["new_head"])  # counters, new tensors: the run's
+    assert torch.equal(interpolate(start, end, 0.0)["w"], start["w"])
+    with pytest.raises(ValueError, match="not the same architecture"):
+        interpolate({"w": torch.zeros(2)}, end, 0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        interpolate(start, end, 1.5)
+
+
+def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fixture_data, tmp_path):
+    from model.checkpoint import load_model, save_weights
+    from training import calibrate, soup
+    model, config, _ = load_model(trained_run / "best")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)  # a nearby network, as a fine-tune is
+    save_weights(model, tmp_path / "start", config)
+    out = soup.soup(tmp_path / "start", trained_run, 0.25, tmp_path / "soup")
+    mixed = load_model(out / "best")[0].state_dict()
+    best = load_model(trained_run / "best")[0].state_dict()
+    name = next(k for k, v in best.items() if v.is_floating_point() and "running" not in k)
+    assert torch.allclose(mixed[name], best[name] + 0.0075, atol=1e-6)
+    assert read_record(out / "best")["training"]["interpolation"]["alpha"] == 0.25
+    assert "training.soup" in (out / "command.txt").read_text()
+    calibrate.main(calibrate.get_args_parser().parse_args(["--run", str(out), "--no-test"]))
+    record = read_record(out / "weights")["training"]
+    assert record["interpolation"]["start"] == str(tmp_path / "start") and "training.soup" in record["command"]
+    assert "thresholds" in read_config(out / "weights")
