@@ -709,3 +709,5 @@ def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fi
     record = read_record(out / "weights")["training"]
     assert record["interpolation"]["start"] == str(tmp_path / "start") and "training.soup" in record["command"]
     assert "thresholds" in read_config(out / "weights")
+    from training.model_card import card
+    assert "0.75 x the weights it started from" in card(out / "weights")

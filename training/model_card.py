@@ -103,9 +103,21 @@ def training_paragraph(c: dict) -> str:
     t = c.get("training", {})
     return (f"**Training.** `{t.get('command') or 'python -m training.train ...'}`; {t.get('epochs')} epochs, "
             f"seed {t.get('seed')}, {round(t.get('seconds', 0) / 60)} min on {t.get('hardware')} "
-            f"(torch {t.get('torch')}); best epoch {t.get('best_epoch')} by validation score. "
-            f"Input {c['preprocessing']['input_size']} px, centre square crop."
+            f"(torch {t.get('torch')}); " + epoch_sentence(t) +
+            f" Input {c['preprocessing']['input_size']} px, centre square crop."
             + photo_head_sentence(c))
+
+
+def epoch_sentence(t: dict) -> str:
+    """Which epoch ships: the run's best, or a network on the line between it and its start (training/soup.py)."""
+    mix = t.get("interpolation")
+    if not mix:
+        return f"best epoch {t.get('best_epoch')} by validation score."
+    best = mix.get("run_best_epoch", {}).get("best_epoch")
+    start = f" (made by `{mix['start_command']}`)" if mix.get("start_command") else ""
+    return (f"the network shipped is {1 - mix['alpha']:g} x the weights it started from, `{mix['start']}`{start}, "
+            f"+ {mix['alpha']:g} x its best epoch ({best}, by validation score), chosen by validation "
+            "(docs/training.md).")
 
 
 def photo_head_sentence(c: dict) -> str:

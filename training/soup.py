@@ -55,6 +55,7 @@ def soup(start: Path, run: Path, alpha: float, output: Path) -> Path:
     record = read_record(run / "best")
     # the run's validation figures are its best epoch's, not this network's: kept under the interpolation
     training = {"interpolation": {"start": str(start), "run": str(run), "alpha": alpha,
+                                  "start_command": read_record(start).get("training", {}).get("command"),
                                   "run_best_epoch": record.get("training", {})}}
     save_weights(model, output / "best", {**config, **record, "training": training})
     command = f"python -m training.soup --start {start} --run {run} --alpha {alpha} --output {output}"
