@@ -711,3 +711,26 @@ def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fi
     assert "thresholds" in read_config(out / "weights")
     from training.model_card import card
     assert "0.75 x the weights it started from" in card(out / "weights")
+
+
+def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_picture(trained_weights, fixture_data,
+                                                                                    tmp_path, monkeypatch):
+    from PIL import Image
+
+    from training import ood_check, pretrained_nonskin
+    for i in range(4):
+        Image.new("RGB", (120, 90), (20 + 60 * i, 160, 40)).save(tmp_path / f"green{i}.png")
+    monkeypatch.setattr(ood_check, "natural_images", lambda: pytest.fail("the test pictures were read"))
+    args = pretrained_nonskin.get_args_parser().parse_args([
+        "--weights", str(trained_weights), "--pictures", str(tmp_path), "--data", str(fixture_data),
+        "--backbone", "test_efficientnet", "--skin-rows", "20", "--recoloured", "4", "--other", "40"])
+    r = pretrained_nonskin.measure(args)
+    dev = r["development"]
+    assert dev["pictures"] == len(ood_check.development_images())
+    assert max(dev["refused_by_gate"], dev["refused_by_measure"]) <= dev["refused_with_measure"] <= dev["pictures"]
+    assert set(dev["through_both"]) <= set(dev["through_gate"])
+    assert len(dev["through_gate"]) == dev["pictures"] - dev["refused_by_gate"]
+    for figures in r["validation_lesions"].values():
+        assert figures["refused_by_gate"] <= figures["refused_with_measure"] <= 1.0
+    assert set(r["limits"]) <= {"dermoscopic", "clinical", pretrained_nonskin.ANY}
+    assert r["fitted_on"]["not_skin"] == 40 and 4 < r["fitted_on"]["skin"] <= 24
