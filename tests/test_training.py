@@ -723,7 +723,7 @@ def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_pict
     monkeypatch.setattr(ood_check, "natural_images", lambda: pytest.fail("the test pictures were read"))
     args = pretrained_nonskin.get_args_parser().parse_args([
         "--weights", str(trained_weights), "--pictures", str(tmp_path), "--data", str(fixture_data),
-        "--backbone", "test_efficientnet", "--skin-rows", "20", "--recoloured", "4", "--other", "40"])
+        "--backbone", "test_efficientnet", "--side", "64", "--skin-rows", "20", "--recoloured", "4", "--other", "40"])
     r = pretrained_nonskin.measure(args)
     dev = r["development"]
     assert dev["pictures"] == len(ood_check.development_images())
@@ -734,3 +734,4 @@ def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_pict
         assert figures["refused_by_gate"] <= figures["refused_with_measure"] <= 1.0
     assert set(r["limits"]) <= {"dermoscopic", "clinical", pretrained_nonskin.ANY}
     assert r["fitted_on"]["not_skin"] == 40 and 4 < r["fitted_on"]["skin"] <= 24
+    assert r["side"] == 64

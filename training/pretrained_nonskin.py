@@ -95,13 +95,14 @@ def measure(args) -> dict:
     val = split_rows(args.data, args.clinical_data, None, split, "val")
     net = backbone(args.backbone)
     rows = train.sample(n=min(args.skin_rows, len(train)), random_state=0)
-    skin = np.concatenate([embed(net, thumbnails(rows["path"])),
-                           embed(net, nonskin.recoloured(train["path"].tolist(), args.recoloured))])
+    side = args.side
+    skin = np.concatenate([embed(net, thumbnails(rows["path"]), side),
+                           embed(net, nonskin.recoloured(train["path"].tolist(), args.recoloured), side)])
     pictures = nonskin.pictures(args.pictures)
     random.Random(0).shuffle(pictures)
-    model = fit_measure(skin, embed(net, pictures[:args.other]))
+    model = fit_measure(skin, embed(net, pictures[:args.other], side))
 
-    val_scores = model.decision_function(embed(net, thumbnails(val["path"])))
+    val_scores = model.decision_function(embed(net, thumbnails(val["path"]), side))
     val_gate, val_types = gate_verdicts(clf, val["path"].tolist())
     types = pd.Series(val_types)
     limits = {t: float(np.quantile(val_scores[(types == t).to_numpy()], QUANTILE)) for t in sorted(types.unique())}
@@ -111,7 +112,7 @@ def measure(args) -> dict:
 
     dev = development_images()
     dev_gate, dev_types = gate_verdicts(clf, list(dev.values()))
-    dev_over = over(model.decision_function(embed(net, list(dev.values()))), dev_types)
+    dev_over = over(model.decision_function(embed(net, list(dev.values()), side)), dev_types)
     names = np.array(list(dev))
     lesion = (val["label4"] != NO_LESION).to_numpy()
     val_over = over(val_scores, val_types)
@@ -122,7 +123,7 @@ def measure(args) -> dict:
             by[value] = {"lesions": int(m.sum()), "refused_by_gate": float(val_gate[m].mean()),
                          "refused_with_measure": float((val_gate | val_over)[m].mean()),
                          "refused_by_measure": float(val_over[m].mean())}
-    return {"weights": str(args.weights), "backbone": args.backbone, "side": SIDE, "quantile": QUANTILE,
+    return {"weights": str(args.weights), "backbone": args.backbone, "side": side, "quantile": QUANTILE,
             "fitted_on": {"skin": len(skin), "not_skin": min(args.other, len(pictures))}, "limits": limits,
             "development": {"pictures": len(dev), "refused_by_gate": int(dev_gate.sum()),
                             "refused_by_measure": int(dev_over.sum()),
@@ -139,6 +140,7 @@ def get_args_parser():
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clinical-data", nargs="*", default=[])
     p.add_argument("--backbone", default="tf_efficientnet_lite0")
+    p.add_argument("--side", type=int, default=SIDE, help="the measure's input side in pixels")
     p.add_argument("--skin-rows", type=int, default=SKIN_ROWS)
     p.add_argument("--recoloured", type=int, default=nonskin.RECOLOURED)
     p.add_argument("--other", type=int, default=PICTURES)
