@@ -709,8 +709,9 @@ def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fi
     record = read_record(out / "weights")["training"]
     assert record["interpolation"]["start"] == str(tmp_path / "start") and "training.soup" in record["command"]
     assert "thresholds" in read_config(out / "weights")
-    from training.model_card import card
-    assert "0.75 x the weights it started from" in card(out / "weights")
+    from model.checkpoint import read_card
+    from training.model_card import training_paragraph
+    assert "0.75 x the weights it started from" in training_paragraph(read_card(out / "weights"))
 
 
 def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_picture(trained_weights, fixture_data,
