@@ -3,7 +3,7 @@ refuse of the development non-skin pictures and of the validation lesions. A mea
 
     python -m training.pretrained_nonskin --weights runs/soup70/weights --pictures nonskin/usr/share \
         --data ../shared/data/skin-lesions ../shared/data/isic2017 --clinical-data ../shared/data/skin-photos \
-        runs/phone-skin --out weights/comparison/pretrained_nonskin_dev.json
+        runs/phone-skin --out weights/comparison/pretrained_nonskin_dev_2026-12-03.json
 
 Why: a network trained to call skin of any colour skin (the skin-tone augmentation) puts fur and stained tissue
 close to skin in its own features, so a gate on those features lets them through. ImageNet features tell a cat
