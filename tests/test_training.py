@@ -691,8 +691,9 @@ def test_interpolation_is_the_straight_line_and_keeps_what_only_the_run_has():
 
 
 def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fixture_data, tmp_path):
-    from model.checkpoint import load_model, save_weights
+    from model.checkpoint import load_model, read_card, save_weights
     from training import calibrate, soup
+    from training.model_card import training_paragraph
     model, config, _ = load_model(trained_run / "best")
     with torch.no_grad():
         for p in model.parameters():
@@ -709,8 +710,6 @@ def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fi
     record = read_record(out / "weights")["training"]
     assert record["interpolation"]["start"] == str(tmp_path / "start") and "training.soup" in record["command"]
     assert "thresholds" in read_config(out / "weights")
-    from model.checkpoint import read_card
-    from training.model_card import training_paragraph
     assert "0.75 x the weights it started from" in training_paragraph(read_card(out / "weights"))
 
 
