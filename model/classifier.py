@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import ood
+from . import ood, skin_measure
 from .checkpoint import CONFIG_FILE, DEFAULT_WEIGHTS, CheckpointError, load_model, metadata_spec
 from .gradcam import gradcam, overlay
 from .image import eval_transform, open_image
 from .photo_types import fitted
 from .quality import check
-from .runtime import optimize
+from .runtime import optimize, optimize_module
 from .texts import words
 
 
@@ -96,6 +96,12 @@ class Classifier:
                              "measures. Fit it again: python -m training.calibrate --run <the training run>.")
         # The fast path (ONNX Runtime on CPU, see runtime.py); Grad-CAM uses self.model's small head only.
         self.runner = optimize(self.model, config["preprocessing"]["input_size"], self.device)
+        # the gate's ImageNet non-skin measure, where the weights have one (skin_measure.py), on the same path
+        self.skin, self.skin_side = None, None
+        if (measure := skin_measure.from_weights(config.get("ood", {}), self.ood)) is not None:
+            module, self.skin_side = measure[0].to(self.device), measure[1]
+            example = (torch.rand(1, 3, self.skin_side, self.skin_side, device=self.device),)
+            self.skin = optimize_module(module, example, ("image",), ("score",), self.device)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def _prepare(self, images, ages, sexes, sites):
@@ -108,6 +114,13 @@ class Classifier:
         return pils, x, torch.tensor(meta, dtype=torch.float32, device=self.device)
 
     # ---- outputs --------------------------------------------------------------------------------
+    def _skin_scores(self, pils: list[Image.Image]) -> torch.Tensor | None:
+        """The ImageNet non-skin score of each picture (None when the weights have no such measure)."""
+        if self.skin is None:
+            return None
+        x = torch.stack([skin_measure.squashed(im, self.skin_side) for im in pils]).to(self.device)
+        return self.skin(x)[0].float().cpu()
+
     def _distance(self, style: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
         return ood.score({"style": style, "features": features.float()}, self.ood) if self.ood else None
 
@@ -125,12 +138,13 @@ class Classifier:
         return risk_cause(pred.probabilities, self.fitted("thresholds", pred.photo_type)) if pred.in_scope else None
 
     def _result(self, img: Image.Image, p: np.ndarray, distance, heatmap: np.ndarray, photo_type,
-                nonskin=None) -> Prediction:
+                nonskin=None, imagenet=None) -> Prediction:
         probs = {c: float(v) for c, v in zip(self.classes, p, strict=True)}
         label = max(probs, key=probs.get)
         q = check(img)
         d = None if distance is None else float(distance)
-        reason = ood.refusal(q, d, self.fitted("ood", photo_type), None if nonskin is None else float(nonskin))
+        reason = ood.refusal(q, d, self.fitted("ood", photo_type), None if nonskin is None else float(nonskin),
+                             None if imagenet is None else float(imagenet))
         risk = self.risk(probs, photo_type) if reason is None else "out_of_scope"
         advice = "no_lesion" if risk == "low" and label == "no_lesion" else risk
         return Prediction(probs, label, risk, words(f"risk.{advice}"), reason is None, q.warnings(), d,
@@ -161,9 +175,10 @@ class Classifier:
         probs = torch.softmax(logits, 1).cpu().numpy()
         dist = self._distance(style, feats)
         nonskin = ood.nonskin(style, self.ood) if self.ood else None
+        imagenet = self._skin_scores(pils)
         cams = gradcam(self.model, maps, meta, logits.argmax(1))
         return [self._result(img, p, None if dist is None else dist[i], cam, t,
-                             None if nonskin is None else nonskin[i])
+                             None if nonskin is None else nonskin[i], None if imagenet is None else imagenet[i])
                 for i, (img, p, cam, t) in enumerate(zip(pils, probs, cams, types, strict=True))]
 
     def predict(self, image, age=None, sex=None, site=None) -> Prediction:

@@ -17,7 +17,8 @@ A distance only knows the lesions, and furred animals, stained tissue or a portr
 real photo. Weights may also hold a learned non-skin measure ("nonskin." tensors, fitted by training/nonskin.py):
 a logistic regression on the style, lesions of the train split against pictures that are not skin. Where they
 do, the distance and the non-skin measure each get half the refused share of validation lesions (SPLIT_QUANTILE),
-and a picture over either limit is refused.
+and a picture over either limit is refused. Weights may further hold an ImageNet non-skin measure (skin_measure.py,
+limit `imagenet_max`), checked the same way.
 """
 from __future__ import annotations
 
@@ -135,10 +136,11 @@ def fit_limits(distances: np.ndarray, qualities: list[Quality], nonskin_scores: 
 REFUSALS = ("flat", "no_skin", "noise", "unlike_training")  # refusal codes (texts: refusal.<code>), in check order
 
 
-def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | None = None) -> str | None:
+def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | None = None,
+            imagenet_score: float | None = None) -> str | None:
     """Why one photo type's limits refuse a picture (a code of REFUSALS), or None when they let it through:
-    flat, too little skin colour or a style the non-skin measure takes for no skin, pixel noise, or a style far
-    from every training group (where the weights have the gate)."""
+    flat, too little skin colour or a style the non-skin measure (or the ImageNet one, skin_measure.py) takes
+    for no skin, pixel noise, or a style far from every training group (where the weights have the gate)."""
     if q.flat:
         return "flat"
     if q.skin_fraction < limits.get("skin_fraction_min", 0.0):
@@ -146,6 +148,8 @@ def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | No
     if q.sharpness > limits.get("sharpness_max", float("inf")):
         return "noise"
     if nonskin_score is not None and nonskin_score > limits.get("nonskin_max", float("inf")):
+        return "no_skin"
+    if imagenet_score is not None and imagenet_score > limits.get("imagenet_max", float("inf")):
         return "no_skin"
     threshold = limits.get("threshold")
     if d is not None and threshold is not None and d > threshold:

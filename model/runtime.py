@@ -10,7 +10,8 @@ Why ONNX Runtime: on a 2-core CPU it ran this network 2.5-3x faster than eager P
 where channels_last, BatchNorm folding and TorchScript freezing gained 10-30% and torch.compile took minutes
 to compile (benchmarks/benchmark.py measures them side by side). Its graph optimiser folds BatchNorm into
 the convolutions and picks blocked memory layouts by itself. The graph is exported in memory at load, in
-under a second: nothing is cached on disk, so it can never be stale.
+under a second: nothing is cached on disk, so it can never be stale. The gate's ImageNet measure
+(skin_measure.py) goes the same way (`optimize_module`).
 """
 from __future__ import annotations
 
@@ -63,18 +64,23 @@ OUTPUTS = ("maps", "features", "style", "logits")
 
 
 def export_onnx(model: nn.Module, input_size: int, meta_dim: int) -> bytes:
-    """The eval-mode network as an ONNX graph (inputs image, meta; outputs OUTPUTS), any batch size.
+    """The eval-mode network as an ONNX graph (inputs image, meta; outputs OUTPUTS), any batch size."""
+    image, meta = torch.zeros(2, 3, input_size, input_size), torch.zeros(2, meta_dim)
+    return export_graph(_AllOutputs(model), (image, meta), ("image", "meta"), OUTPUTS)
+
+
+def export_graph(module: nn.Module, example: tuple[torch.Tensor, ...], input_names, output_names) -> bytes:
+    """An eval-mode module as an ONNX graph, dynamic in the batch dimension of every input and output.
 
     The TorchScript-based exporter is used because it takes about a second here where the torch.export-based
     one takes twenty: export time is start-up time. Its deprecation warning is expected and silenced.
     """
-    image, meta = torch.zeros(2, 3, input_size, input_size), torch.zeros(2, meta_dim)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_AllOutputs(model).eval(), (image, meta), buf, dynamo=False, opset_version=17,
-                          input_names=["image", "meta"], output_names=list(OUTPUTS),
-                          dynamic_axes={name: {0: "batch"} for name in ("image", "meta") + OUTPUTS})
+        torch.onnx.export(module.eval(), example, buf, dynamo=False, opset_version=17,
+                          input_names=list(input_names), output_names=list(output_names),
+                          dynamic_axes={name: {0: "batch"} for name in (*input_names, *output_names)})
     return buf.getvalue()
 
 
@@ -95,10 +101,10 @@ class OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, image: torch.Tensor, meta: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        inputs = {"image": image.contiguous().numpy(), "meta": meta.contiguous().numpy()}
-        outputs = self.session.run(list(OUTPUTS), inputs)
-        return tuple(torch.from_numpy(o) for o in outputs)
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The graph's inputs in their order (image, meta for the network) -> its outputs in their order."""
+        inputs = {i.name: t.contiguous().numpy() for i, t in zip(self.session.get_inputs(), tensors, strict=True)}
+        return tuple(torch.from_numpy(o) for o in self.session.run(None, inputs))
 
 
 def max_difference(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> float:
@@ -126,24 +132,52 @@ def optimize(model: nn.Module, input_size: int, device: torch.device | str = "cp
     device = torch.device(device)
     if device.type != "cpu":
         return EagerRunner(model.to(memory_format=torch.channels_last))
+    meta_dim = model.args.meta_dim
+    generator = torch.Generator().manual_seed(0)
+    example = (torch.randn(1, 3, input_size, input_size, generator=generator),
+               torch.randn(1, meta_dim, generator=generator))
+    return fastest(EagerRunner(model), lambda: export_onnx(model, input_size, meta_dim), example)
+
+
+class EagerModule:
+    """Any module as a runner: a tuple of its outputs."""
+    name = "eager"
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.module(*tensors)
+        return out if isinstance(out, tuple) else (out,)
+
+
+def optimize_module(module: nn.Module, example: tuple[torch.Tensor, ...], input_names, output_names,
+                    device: torch.device | str = "cpu"):
+    """`optimize` for any other eval-mode module (the gate's ImageNet measure): a runner of it on `device`, whose
+    outputs are always a tuple; `example` is a batch of one of its inputs."""
+    eager = EagerModule(module)
+    if torch.device(device).type != "cpu":
+        return eager
+    return fastest(eager, lambda: export_graph(module, example, input_names, output_names), example)
+
+
+def fastest(eager, export, example: tuple[torch.Tensor, ...]):
+    """ONNX Runtime on the graph `export()` returns, if it runs and gives `eager`'s numbers on `example`; else
+    `eager`. Any failure here must cost speed, never the answer."""
     if importlib.util.find_spec("onnxruntime") is None:
         log.info("onnxruntime is not installed: running the model in eager PyTorch (slower).")
-        return EagerRunner(model)
-    meta_dim = model.args.meta_dim
+        return eager
     threads = torch.get_num_threads()
     try:
         with one_thread():
-            runner = OnnxRunner(export_onnx(model, input_size, meta_dim), threads)
-            generator = torch.Generator().manual_seed(0)
-            image = torch.randn(1, 3, input_size, input_size, generator=generator)
-            meta = torch.randn(1, meta_dim, generator=generator)
+            runner = OnnxRunner(export(), threads)
             with torch.inference_mode():
-                difference = max_difference(runner(image, meta), EagerRunner(model)(image, meta))
-    except Exception as e:  # any failure here must cost speed, never the answer
+                difference = max_difference(runner(*example), eager(*example))
+    except Exception as e:
         log.warning("ONNX Runtime could not run the model (%s): running it in eager PyTorch.", e)
-        return EagerRunner(model)
+        return eager
     if not difference <= RTOL:
         log.warning("ONNX Runtime's outputs differ from PyTorch's by %.2g: running the model in eager PyTorch.",
                     difference)
-        return EagerRunner(model)
+        return eager
     return runner

@@ -713,18 +713,34 @@ def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fi
     assert "0.75 x the weights it started from" in training_paragraph(read_card(out / "weights"))
 
 
-def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_picture(trained_weights, fixture_data,
-                                                                                    tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def measured(trained_weights, fixture_data, tmp_path_factory):
+    """The ImageNet non-skin measure fitted on the tiny trained weights (a small untrained timm backbone in place of
+    the ImageNet one) and written into a copy of them: (its report, the written folder). The test pictures are
+    never read."""
     from PIL import Image
 
     from training import ood_check, pretrained_nonskin
+    folder = tmp_path_factory.mktemp("measure")
     for i in range(4):
-        Image.new("RGB", (120, 90), (20 + 60 * i, 160, 40)).save(tmp_path / f"green{i}.png")
-    monkeypatch.setattr(ood_check, "natural_images", lambda: pytest.fail("the test pictures were read"))
-    args = pretrained_nonskin.get_args_parser().parse_args([
-        "--weights", str(trained_weights), "--pictures", str(tmp_path), "--data", str(fixture_data),
-        "--backbone", "test_efficientnet", "--side", "64", "--skin-rows", "20", "--recoloured", "4", "--other", "40"])
-    r = pretrained_nonskin.measure(args)
+        Image.new("RGB", (120, 90), (20 + 60 * i, 160, 40)).save(folder / f"green{i}.png")
+    natural = ood_check.natural_images
+    ood_check.natural_images = lambda: pytest.fail("the test pictures were read")
+    try:
+        args = pretrained_nonskin.get_args_parser().parse_args([
+            "--weights", str(trained_weights), "--pictures", str(folder), "--data", str(fixture_data),
+            "--backbone", "test_efficientnet", "--side", "64", "--skin-rows", "20", "--recoloured", "4",
+            "--other", "40", "--write", str(folder / "weights")])
+        report = pretrained_nonskin.measure(args)
+    finally:
+        ood_check.natural_images = natural
+    return report, folder / "weights"
+
+
+def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_is_written_as_measured(measured):
+    from model import load_classifier
+    from training import ood_check, pretrained_nonskin
+    r, written = measured
     dev = r["development"]
     assert dev["pictures"] == len(ood_check.development_images())
     assert max(dev["refused_by_gate"], dev["refused_by_measure"]) <= dev["refused_with_measure"] <= dev["pictures"]
@@ -735,3 +751,56 @@ def test_the_pretrained_non_skin_measure_adds_to_the_gate_and_reads_no_test_pict
     assert set(r["limits"]) <= {"dermoscopic", "clinical", pretrained_nonskin.ANY}
     assert r["fitted_on"]["not_skin"] == 40 and 4 < r["fitted_on"]["skin"] <= 24
     assert r["side"] == 64
+    # the written weights answer as the measurement says: the app refuses what the gate or the measure refuse
+    app = r["app"]
+    assert app["development_refused"] == dev["refused_with_measure"]
+    assert sorted(app["development_through"]) == sorted(dev["through_both"])
+    for group, figures in app["validation_lesions"].items():
+        assert figures["refused"] == pytest.approx(r["validation_lesions"][group]["refused_with_measure"],
+                                                   abs=1.01 / max(1, figures["lesions"]))
+    clf = load_classifier(written)
+    assert clf.skin is not None and clf.skin_side == 64
+    assert clf.config["ood"]["imagenet"] == {"backbone": "test_efficientnet", "side": 64}
+
+
+def with_limit(weights: Path, tmp_path: Path, limit: float) -> Path:
+    """A copy of `weights` whose ImageNet measure limit is `limit` for every photo type."""
+    import shutil
+
+    from model.checkpoint import read_config, write_config
+    out = tmp_path / f"limit{limit}"
+    shutil.copytree(weights, out)
+    config = read_config(out)
+    config["ood"]["imagenet_max"] = limit
+    for section in config["ood"].get("by_photo_type", {}).values():
+        section["imagenet_max"] = limit
+    write_config(out, config)
+    return out
+
+
+def test_the_imagenet_measure_refuses_over_its_limit_and_nothing_else(measured, trained_weights, fixture_data,
+                                                                       tmp_path):
+    from model import load_classifier
+    photos = sorted(fixture_data.rglob("*.jpg"))[:6]
+    assert photos
+    without = load_classifier(trained_weights).predict_batch(photos)
+    lenient = load_classifier(with_limit(measured[1], tmp_path, float("inf"))).predict_batch(photos)
+    strict = load_classifier(with_limit(measured[1], tmp_path, -1e9)).predict_batch(photos)
+    for a, b, c in zip(without, lenient, strict, strict=True):
+        assert (b.in_scope, b.refusal_reason, b.risk) == (a.in_scope, a.refusal_reason, a.risk)
+        assert not c.in_scope and c.risk == "out_of_scope"
+        # the measure is checked with the skin checks, before the distance: "no skin found"
+        assert c.refusal_reason == ("no_skin" if a.refusal_reason in (None, "unlike_training") else a.refusal_reason)
+
+
+def test_the_imagenet_measure_runs_on_onnx_runtime_with_the_eager_numbers(measured):
+    from model import load_classifier, skin_measure
+    from model.checkpoint import load_model
+    from model.runtime import OnnxRunner
+    clf = load_classifier(measured[1])
+    assert isinstance(clf.skin, OnnxRunner)
+    _, config, tensors = load_model(measured[1])
+    eager, side = skin_measure.from_weights(config["ood"], tensors)
+    x = torch.rand(3, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(clf.skin(x)[0], eager(x), atol=1e-4)

