@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -59,7 +60,8 @@ def embed(features: skin_measure.SkinMeasure, images: list, side: int = SIDE) ->
     """The measure's features of each picture (a path or a PIL image), squashed as the app squashes it."""
     out = []
     for i in range(0, len(images), BATCH):
-        x = torch.stack([skin_measure.squashed(open_image(im), side) for im in images[i:i + BATCH]])
+        x = torch.stack([skin_measure.squashed(im if isinstance(im, Image.Image) else open_image(im), side)
+                         for im in images[i:i + BATCH]])
         with torch.inference_mode():
             out.append(features.features(x).float().numpy())
     return np.concatenate(out)
