@@ -2,7 +2,7 @@
 without the measure and the same with it, beside the eager timm MobileNetV4 baseline at 224 px, all taking turns in
 the same rounds (timing.interleaved).
 
-    python benchmarks/skin_measure_speed.py --without weights --with runs/weights-imagenet \
+    python benchmarks/skin_measure_speed.py --without runs/shipped-ext --with runs/weights-imagenet \
         --out benchmarks/results/skin_measure_speed.json
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(args) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--without", type=Path, default=Path("weights"))
+    p.add_argument("--without", type=Path, required=True, help="a weights folder without the measure")
     p.add_argument("--with", dest="with_measure", type=Path, required=True)
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--warmup", type=int, default=5)

@@ -123,3 +123,18 @@ def from_weights(ood_config: dict, ood_tensors: dict[str, torch.Tensor]) -> tupl
     if missing:
         raise CheckpointError(f"The weights name an ImageNet non-skin measure but lack its tensors {missing}.")
     return SkinMeasure(net, ood_tensors).eval(), int(spec.get("side", SIDE))
+
+
+def batches(images, side: int, batch: int = 32):
+    """The measure's input for `images` (PIL images, or paths opened as the app opens them), `batch` at a time."""
+    from .image import open_image
+    for i in range(0, len(images), batch):
+        yield torch.stack([squashed(im if isinstance(im, Image.Image) else open_image(im), side)
+                           for im in images[i:i + batch]])
+
+
+@torch.inference_mode()
+def scores(measure: SkinMeasure, side: int, images, batch: int = 32) -> np.ndarray:
+    """The measure's score of each picture (PIL images or paths)."""
+    out = [measure(x).float().numpy() for x in batches(images, side, batch)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -804,3 +804,13 @@ def test_the_imagenet_measure_runs_on_onnx_runtime_with_the_eager_numbers(measur
     x = torch.rand(3, 3, side, side, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.allclose(clf.skin(x)[0], eager(x), atol=1e-4)
+
+
+def test_evaluation_counts_the_imagenet_measure_among_the_gate_refusals(measured, trained_weights, fixture_data,
+                                                                         tmp_path):
+    from training.evaluate import evaluate
+    plain = evaluate(trained_weights, fixture_data)[0]["ood"]["test_lesions_refused"]
+    lenient = evaluate(with_limit(measured[1], tmp_path, float("inf")), fixture_data)[0]["ood"]
+    strict = evaluate(with_limit(measured[1], tmp_path, -1e9), fixture_data)[0]["ood"]
+    assert lenient["test_lesions_refused"] == plain
+    assert strict["test_lesions_refused"] == 1.0 and strict["test_lesions_refused_by_cheap_checks"] == 1.0

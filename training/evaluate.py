@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model import ood
+from model import ood, skin_measure
 from model.checkpoint import BENIGN, CLASSES, MEL, NO_LESION, OTHER, load_model, metadata_spec, save_metrics
 from model.classifier import Classifier
 from model.image import eval_transform, open_image
@@ -153,6 +153,8 @@ def ood_report(df, out, ood_tensors: dict, limits: dict) -> dict:
     nonskin = ood.nonskin(inputs["style"], ood_tensors)
     if nonskin is not None:  # the learned non-skin measure refuses as a cheap check does ("no_skin")
         cheap_ok &= nonskin.numpy() <= limits.get("nonskin_max", np.inf)
+    if (found := skin_measure.from_weights(limits, ood_tensors)) is not None:  # and so does the ImageNet one
+        cheap_ok &= skin_measure.scores(*found, list(df["path"])) <= limits.get("imagenet_max", np.inf)
     refused, lesion = far | ~cheap_ok, y != NO_LESION
     return {"threshold": limits["threshold"],
             "test_lesions_refused": float(refused[lesion].mean()),

@@ -259,6 +259,10 @@ def ood_section(c: dict) -> list[str]:
             f"picture, a skin-coloured share under {gate.get('skin_fraction_min', 0):.3f} ({split} 1st percentile) "
             f"or pixel noise (sharpness over {gate.get('sharpness_max', 0):.3f}, {split} 99.5th percentile). "
             f"Test lesions wrongly refused: {ood['test_lesions_refused']:.1%}.")
+    if note := gate.get("imagenet_measure"):
+        limits = ", ".join(f"{name} {fitted(c, 'ood', name)['imagenet_max']:.3f}" for name in c.get("photo_types") or
+                           [None] if "imagenet_max" in fitted(c, "ood", name))
+        text += f" A picture is also refused as not skin by the {note} (limits: {limits})."
     if oos:
         text += (f" Non-skin pictures refused: {oos['refused']}/{oos['images']} ({oos['refused_share']:.0%}; "
                  "`python -m training.ood_check`).")

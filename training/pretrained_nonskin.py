@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -43,7 +42,6 @@ from model.checkpoint import (
     write_config,
     write_record,
 )
-from model.image import open_image
 from training import nonskin
 from training.evaluate import split_rows
 from training.ood_check import development_images
@@ -56,15 +54,10 @@ BATCH = 64
 ANY = "any photo type"  # the limit's key for weights without a photo-type head
 
 
-def embed(features: skin_measure.SkinMeasure, images: list, side: int = SIDE) -> np.ndarray:
+@torch.inference_mode()
+def embed(measure: skin_measure.SkinMeasure, images: list, side: int = SIDE) -> np.ndarray:
     """The measure's features of each picture (a path or a PIL image), squashed as the app squashes it."""
-    out = []
-    for i in range(0, len(images), BATCH):
-        x = torch.stack([skin_measure.squashed(im if isinstance(im, Image.Image) else open_image(im), side)
-                         for im in images[i:i + BATCH]])
-        with torch.inference_mode():
-            out.append(features.features(x).float().numpy())
-    return np.concatenate(out)
+    return np.concatenate([measure.features(x).float().numpy() for x in skin_measure.batches(images, side, BATCH)])
 
 
 def fit_measure(skin: np.ndarray, other: np.ndarray):
@@ -99,7 +92,7 @@ def write(weights: Path, out: Path, tensors: dict, limits: dict, backbone: str, 
     settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
     write_config(out, settings)
     record = read_record(weights)
-    record.setdefault("notes", {}).setdefault("ood", {})["imagenet"] = note
+    record.setdefault("notes", {}).setdefault("ood", {})["imagenet_measure"] = note
     write_record(out, record)
 
 
