@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-from model import ood
+from model import ood, skin_measure
 from model.checkpoint import (
     CLASSES,
     OOD_PREFIX,
@@ -182,6 +182,14 @@ def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarr
     return section
 
 
+def drop_colour_box(section: dict) -> None:
+    """Set every photo type's skin-colour share limit to 0 in config.json's ood section: the fixed YCbCr box
+    (model/quality.py) then refuses nothing, and pictures without skin are left to the learned measures."""
+    for limits in [section, *section.get("by_photo_type", {}).values()]:
+        if "skin_fraction_min" in limits:
+            limits["skin_fraction_min"] = 0.0
+
+
 TONED_GROUP = 1000  # the recoloured photos' groups: their own group's id plus this
 
 
@@ -212,7 +220,7 @@ def main(args):
         toned_out = picture_outputs(model, toned, pre, spec)
     if args.toned_groups:
         tensors = {**toned_distance(tensors, rows["train"], outputs["train"], index, toned_out),
-                   **{k: v for k, v in tensors.items() if k.startswith(ood.NONSKIN)}}
+                   **{k: v for k, v in tensors.items() if k.startswith((ood.NONSKIN, skin_measure.PREFIX))}}
         notes.append(f"distance groups fitted on the train split and on {min(RECOLOURED, len(rows['train']))} of "
                      f"its photos recoloured to a random MST shade (their own groups)")
     if args.pictures:
@@ -236,6 +244,9 @@ def main(args):
     save_file(state, str(out / WEIGHTS_FILE))
     settings = read_config(weights)
     settings["ood"] = refit_limits(settings, rows["val"], distances, scores)
+    if args.no_colour_box:
+        drop_colour_box(settings["ood"])
+        notes.append("no skin-colour box (skin_fraction_min 0 for every photo type)")
     settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
     write_config(out, settings)
     record = read_record(weights)
@@ -252,6 +263,8 @@ if __name__ == "__main__":
                    help="fit the non-skin measure on this folder of pictures that are not skin (searched recursively)")
     p.add_argument("--toned-groups", action="store_true",
                    help="refit the distance with recoloured train photos in groups of their own")
+    p.add_argument("--no-colour-box", action="store_true",
+                   help="drop the fixed skin-colour box (skin_fraction_min 0 for every photo type)")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clinical-data", nargs="*", default=[])
     main(p.parse_args())
