@@ -648,7 +648,8 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(5, 0).repeat(5, 1)).save(
             pictures / f"{i}.png")
     nonskin.main(argparse.Namespace(weights=str(trained_weights), out=str(out), pictures=str(pictures),
-                                    toned_groups=True, data=[str(fixture_data)], clinical_data=[]))
+                                    toned_groups=True, no_colour_box=False, data=[str(fixture_data)],
+                                    clinical_data=[]))
     before, after = load_model(trained_weights), load_model(out)
     assert after[1]["calibration"] == before[1]["calibration"] and after[1]["thresholds"] == before[1]["thresholds"]
     net_before, net_after = before[0].state_dict(), after[0].state_dict()
@@ -814,3 +815,29 @@ def test_evaluation_counts_the_imagenet_measure_among_the_gate_refusals(measured
     strict = evaluate(with_limit(measured[1], tmp_path, -1e9), fixture_data)[0]["ood"]
     assert lenient["test_lesions_refused"] == plain
     assert strict["test_lesions_refused"] == 1.0 and strict["test_lesions_refused_by_cheap_checks"] == 1.0
+
+
+def test_a_toned_refit_without_the_colour_box_keeps_the_imagenet_measure(measured, fixture_data, tmp_path):
+    from model import skin_measure
+    from model.checkpoint import load_model
+    from training import nonskin
+    out = tmp_path / "toned"
+    nonskin.main(argparse.Namespace(weights=str(measured[1]), out=str(out), pictures=None, toned_groups=True,
+                                    no_colour_box=True, data=[str(fixture_data)], clinical_data=[]))
+    (_, before, t_before), (_, after, t_after) = load_model(measured[1]), load_model(out)
+    kept = [k for k in t_before if k.startswith(skin_measure.PREFIX)]
+    assert kept and all(torch.equal(t_before[k], t_after[k]) for k in kept)
+    assert len(t_after["centres"]) > len(t_before["centres"])            # the recoloured photos' own groups
+    sections = [after["ood"], *after["ood"].get("by_photo_type", {}).values()]
+    assert all(s["skin_fraction_min"] == 0.0 for s in sections if "skin_fraction_min" in s)
+    assert before["ood"]["skin_fraction_min"] > 0.0
+    assert after["ood"]["imagenet_max"] == before["ood"]["imagenet_max"] and after["ood"]["imagenet"] == \
+        before["ood"]["imagenet"]
+    assert "no skin-colour box" in read_record(out)["notes"]["ood"]["refit"]
+    # the app built from it runs the measure: a photo it takes is refused as "no skin" over the measure's limit
+    photos = sorted(fixture_data.rglob("*.jpg"))[:6]
+    taken = [p for p, a in zip(photos, load_classifier(out).predict_batch(photos), strict=True)
+             if a.refusal_reason in (None, "unlike_training")]
+    (tmp_path / "strict").mkdir()
+    strict = load_classifier(with_limit(out, tmp_path / "strict", -1e9)).predict_batch(taken)
+    assert taken and all(not c.in_scope and c.refusal_reason == "no_skin" for c in strict)

@@ -19,7 +19,9 @@ Run as a command, it refits the gate of a calibrated weights folder without cali
 --pictures it fits the measure on the folder's train split; with --toned-groups it refits the distance on the
 train split and on some of its photos recoloured to a random MST shade, in groups of their own (so a dark skin is
 near its own centres); then each photo type's distance threshold (and non-skin limit) is refitted on its
-validation rows (ood.QUANTILE, or ood.SPLIT_QUANTILE each with the measure), and the weights go to --out:
+validation rows (ood.QUANTILE, or ood.SPLIT_QUANTILE each with the measure); --no-colour-box sets every photo
+type's skin-colour share limit to 0 (pictures without skin are then left to the learned measures). The ImageNet
+measure (model/skin_measure.py) and its limits are kept as they are. The weights go to --out:
 
     python -m training.nonskin --weights weights --out runs/weights-nonskin --pictures nonskin/usr/share \
         --toned-groups --data ../shared/data/skin-lesions --clinical-data ../shared/data/skin-photos runs/phone-skin
@@ -39,7 +41,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-from model import ood, skin_measure
+from model import ood, photo_types, skin_measure
 from model.checkpoint import (
     CLASSES,
     OOD_PREFIX,
@@ -185,7 +187,8 @@ def refit_limits(config: dict, val_rows, distances: np.ndarray, scores: np.ndarr
 def drop_colour_box(section: dict) -> None:
     """Set every photo type's skin-colour share limit to 0 in config.json's ood section: the fixed YCbCr box
     (model/quality.py) then refuses nothing, and pictures without skin are left to the learned measures."""
-    for limits in [section, *section.get("by_photo_type", {}).values()]:
+    own = photo_types.types_with_own_values({"ood": section}, "ood")
+    for limits in [section, *(section["by_photo_type"][t] for t in own)]:
         if "skin_fraction_min" in limits:
             limits["skin_fraction_min"] = 0.0
 
