@@ -215,6 +215,37 @@ def test_teacher_then_distilled_student(fixture_data, tmp_path, teacher_args):
     assert row["train_kd"] > 0 and row["train_feat"] > 0   # both distillation losses were used
 
 
+def test_teacher_of_several_folders_and_phone_photos(fixture_data, tmp_path):
+    """A teacher over dermoscopic and phone folders answers every row the student trains on, keeps the split it
+    was given (copied, never rewritten), and a student learns its features alone (--kd-alpha 0)."""
+    from training import teacher
+    phone = _phone_fixture(fixture_data, tmp_path / "phone")
+    student = tmp_path / "student"   # a split made by a teacher of the dermoscopic folder alone, as before
+    teacher.main(teacher.get_args_parser().parse_args([
+        "--data", str(fixture_data), "--output", str(tmp_path / "first"), "--split-from", str(student),
+        "--size", "64", "--tune-from", "0"]))
+    before = (student / "split.csv").read_bytes()
+    teacher.main(teacher.get_args_parser().parse_args([
+        "--data", str(fixture_data), "--clinical-data", str(phone), "--output", str(tmp_path / "teacher"),
+        "--split-from", str(student), "--size", "64", "--tune-from", "0"]))
+    assert (student / "split.csv").read_bytes() == before
+    z = np.load(tmp_path / "teacher" / "teacher.npz")
+    ids = set(z["image_id"])
+    assert any(i.startswith("phone_") for i in ids) and any(not i.startswith("phone_") for i in ids)
+    split = pd.read_csv(tmp_path / "teacher" / "split.csv", dtype=str).set_index("image_id")["split"]
+    saved = pd.read_csv(student / "split.csv", dtype=str).set_index("image_id")["split"]
+    assert set(split.index) == ids and (split[saved.index] == saved).all()   # the student's rows keep their side
+    out = subprocess.run(_train_cmd(fixture_data, tmp_path / "run", "--clinical-data", str(phone), "--epochs", "1",
+                                    "--split-from", str(tmp_path / "teacher"), "--teacher",
+                                    str(tmp_path / "teacher" / "teacher.npz"), "--kd-alpha", "0"),
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "run" / "summary.csv").iloc[0]
+    # the loss is the labels' plus the features' (default weight 0.5) and the photo type's (0.2): no soft targets
+    assert row["train_feat"] > 0 and row["train_loss"] == pytest.approx(
+        row["train_ce"] + 0.5 * row["train_feat"] + 0.2 * row["train_photo"], rel=1e-4)
+
+
 def test_teacher_leave_source_out(fixture_data, tmp_path):
     """A teacher trained without one source: that source's rows are neither trained on nor used to choose its
     head, and the record reports them apart."""

@@ -20,7 +20,9 @@ Run as a command, it refits the gate of a calibrated weights folder without cali
 train split and on some of its photos recoloured to a random MST shade, in groups of their own (so a dark skin is
 near its own centres); then each photo type's distance threshold (and non-skin limit) is refitted on its
 validation rows (ood.QUANTILE, or ood.SPLIT_QUANTILE each with the measure); --no-colour-box sets every photo
-type's skin-colour share limit to 0 (pictures without skin are then left to the learned measures). The ImageNet
+type's skin-colour share limit to 0 (pictures without skin are then left to the learned measures); --photo-head
+refits the photo-type head on the train split (training.calibrate's choice: kept only if its balanced accuracy on
+validation is higher), for a split that has gained rows since the weights were made. The ImageNet
 measure (model/skin_measure.py) and its limits are kept as they are. The weights go to --out:
 
     python -m training.nonskin --weights weights --out runs/weights-nonskin --pictures nonskin/usr/share \
@@ -215,9 +217,17 @@ def main(args):
     spec, pre = metadata_spec(config), config["preprocessing"]
     rows = {name: split_rows(args.data, args.clinical_data, spec, weights / "split.csv", name)
             for name in ("train", "val")}
-    outputs = {name: network_outputs(model, SkinDataset(r, None, eval_transform(pre), spec))
-               for name, r in rows.items()}
+    sets = {name: SkinDataset(r, None, eval_transform(pre), spec) for name, r in rows.items()}
+    outputs = {name: network_outputs(model, ds) for name, ds in sets.items()}
     notes, paths = [], rows["train"]["path"].to_numpy()
+    record = read_record(weights)
+    if args.photo_head:  # before the gate: the head only chooses which photo type's limits apply
+        from training.calibrate import choose_photo_head
+        kinds = {name: ds.photo_types.numpy() for name, ds in sets.items()}
+        record["photo_type_head"] = choose_photo_head(model, outputs["train"], outputs["val"], kinds["train"],
+                                                      kinds["val"])
+        notes.append(f"photo-type head: {record['photo_type_head']['head']} (refitted on the train split's "
+                     f"{len(rows['train'])} rows, chosen by balanced accuracy on the validation split)")
     if args.toned_groups or args.pictures:  # the recoloured train photos, through the network once for both
         index, toned = recoloured_rows(paths)
         toned_out = picture_outputs(model, toned, pre, spec)
@@ -244,6 +254,9 @@ def main(args):
         shutil.copytree(weights, out, dirs_exist_ok=True)
     state = {k: v for k, v in load_file(str(weights / WEIGHTS_FILE)).items() if not k.startswith(OOD_PREFIX)}
     state.update({OOD_PREFIX + k: v.float().contiguous() for k, v in tensors.items()})
+    if args.photo_head:
+        state.update({f"photo_head.{k}": v.detach().float().contiguous()
+                      for k, v in model.photo_head.state_dict().items()})
     save_file(state, str(out / WEIGHTS_FILE))
     settings = read_config(weights)
     settings["ood"] = refit_limits(settings, rows["val"], distances, scores)
@@ -252,7 +265,6 @@ def main(args):
         notes.append("no skin-colour box (skin_fraction_min 0 for every photo type)")
     settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
     write_config(out, settings)
-    record = read_record(weights)
     record.setdefault("notes", {}).setdefault("ood", {})["refit"] = "; ".join(notes)
     write_record(out, record)
     print(json.dumps({"out": str(out), "refit": notes, "ood": settings["ood"]}, indent=1))
@@ -266,6 +278,8 @@ if __name__ == "__main__":
                    help="fit the non-skin measure on this folder of pictures that are not skin (searched recursively)")
     p.add_argument("--toned-groups", action="store_true",
                    help="refit the distance with recoloured train photos in groups of their own")
+    p.add_argument("--photo-head", action="store_true",
+                   help="refit the photo-type head on the split's train rows (kept only if it is better on validation)")
     p.add_argument("--no-colour-box", action="store_true",
                    help="drop the fixed skin-colour box (skin_fraction_min 0 for every photo type)")
     p.add_argument("--data", nargs="+", required=True)

@@ -11,6 +11,9 @@ The teacher gives the student two things: soft class targets and the frozen netw
 (the student learns to predict them, which carries what ImageNet taught the teacher).
 
     python -m training.teacher --data ../shared/data/skin-lesions --output runs/teacher --split-from runs/student
+
+Several folders and phone photos (`--clinical-data`) give one teacher output per row of all of them, as
+`training.train --teacher` needs when it trains on the same folders.
 """
 from __future__ import annotations
 
@@ -27,7 +30,15 @@ from sklearn.model_selection import StratifiedKFold
 from model.checkpoint import CLASS_IDS
 from model.metadata import MetadataSpec
 from model.skin_measure import LITE_PACKAGES, efficientnet_lite
-from training.data import encode_metadata, hold_out, lesion_groups, load_images, load_or_make_split, read_sources
+from training.data import (
+    SPLIT_FILE,
+    encode_metadata,
+    hold_out,
+    lesion_groups,
+    load_images,
+    load_or_make_split,
+    read_sources,
+)
 from training.fitting import fit_head
 from training.inference import collect
 from training.leave_source_out import auc_gap
@@ -209,10 +220,17 @@ def logistic_teacher(backbone, images, df, split, spec, cfg, args, run, referenc
 def main(args):
     t0 = time.time()
     spec = MetadataSpec()
-    df = read_sources([args.data], skip_bad_rows=args.skip_bad_rows, spec=spec)
-    split = load_or_make_split(df, Path(args.split_from or args.output), args.seed)
+    df = read_sources(args.data, args.clinical_data, skip_bad_rows=args.skip_bad_rows, spec=spec)
     run = Path(args.output)
     run.mkdir(parents=True, exist_ok=True)
+    split_dir = run
+    if args.split_from:
+        saved = Path(args.split_from) / SPLIT_FILE
+        if not saved.is_file():  # made here, for the student that trains on it next
+            split_dir = Path(args.split_from)
+        elif not (run / SPLIT_FILE).is_file():  # the student's split; rows it lacks get their own, here
+            (run / SPLIT_FILE).write_bytes(saved.read_bytes())
+    split = load_or_make_split(df, split_dir, args.seed, extend=True)
     reference_split = split.values
     if args.hold_out_source:
         split = hold_out(df, split, args.hold_out_source, run)
@@ -238,7 +256,8 @@ def main(args):
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", nargs="+", required=True, help="folder(s) of dermoscopic images")
+    p.add_argument("--clinical-data", nargs="*", default=[], help="folder(s) of clinical (phone) photos")
     p.add_argument("--output", default="runs/teacher")
     p.add_argument("--split-from", default=None, help="run folder whose split.csv to use (the student's)")
     p.add_argument("--hold-out-source", default=None,
