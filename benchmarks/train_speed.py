@@ -1,7 +1,8 @@
 """Training images/s on this machine: the data pipeline (cached uint8 -> augmented tensor) and the training
-step (forward, backward, AdamW) timed apart, at several input sizes and memory layouts.
+step (forward, backward, AdamW) timed apart, at several input sizes and memory layouts; with --compile, also
+the channels-last step through torch.compile (the first step, which compiles, is timed apart).
 
-    python -m benchmarks.train_speed --sizes 160 192 224 --threads 2
+    python -m benchmarks.train_speed --sizes 160 192 224 --threads 2 [--compile]
 """
 from __future__ import annotations
 
@@ -16,18 +17,24 @@ from model.image import train_transform
 from model.network import ModelArgs, SkinLesionNet
 
 
-def step_speed(model, size: int, batch: int, steps: int, channels_last: bool) -> float:
+def step_speed(model, size: int, batch: int, steps: int, channels_last: bool, compile_: bool = False,
+               first: dict | None = None) -> float:
+    """Training images/s over `steps` steps after a first, untimed one (its seconds go to first["s"])."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    forward = torch.compile(model) if compile_ else model
     x = torch.randn(batch, 3, size, size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     meta, y = torch.randn(batch, 16), torch.randint(0, 4, (batch,))
     model.train()
+    t0 = time.perf_counter()
     for i in range(steps + 1):
         if i == 1:
+            if first is not None:
+                first["s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x, meta), y)
+        loss = F.cross_entropy(forward(x, meta), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -50,6 +57,7 @@ def main():
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also time the channels-last step under torch.compile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,6 +68,11 @@ def main():
         for cl in (False, True):
             row["step_images_per_s" + ("_channels_last" if cl else "")] = round(
                 step_speed(model, size, args.batch, args.steps, cl), 1)
+        if args.compile:
+            first = {}
+            row["step_images_per_s_compiled"] = round(
+                step_speed(model, size, args.batch, args.steps, True, compile_=True, first=first), 1)
+            row["compile_s"] = first["s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
 

@@ -464,8 +464,8 @@ def test_a_better_photo_type_head_replaces_the_trained_one():
     """On features where one direction tells the photo type, a trained head that reads the wrong direction is
     replaced by the refitted one, which then answers from the network; a head that is already right stays."""
     from model import MetadataSpec, ModelArgs, SkinLesionNet
-    from training.calibrate import choose_photo_head
     from training.inference import Outputs
+    from training.photo_head import choose_photo_head
     rng = np.random.default_rng(0)
     model = SkinLesionNet(ModelArgs(meta_dim=MetadataSpec().dim, photo_types=2))
     d = model.feature_dim
@@ -495,8 +495,8 @@ def test_the_refitted_photo_type_head_weighs_both_types_equally():
     """Phone photos are few: a refit that followed the raw mix would call nearly every photo dermoscopic. Here 5 %
     of the rows are the second type, told by one weak direction; the class-balanced refit still finds most."""
     from model import MetadataSpec, ModelArgs, SkinLesionNet
-    from training.calibrate import choose_photo_head
     from training.inference import Outputs
+    from training.photo_head import choose_photo_head
     rng = np.random.default_rng(2)
     model = SkinLesionNet(ModelArgs(meta_dim=MetadataSpec().dim, photo_types=2))
 
@@ -679,7 +679,7 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(5, 0).repeat(5, 1)).save(
             pictures / f"{i}.png")
     nonskin.main(argparse.Namespace(weights=str(trained_weights), out=str(out), pictures=str(pictures),
-                                    toned_groups=True, no_colour_box=False, data=[str(fixture_data)],
+                                    photo_head=False, toned_groups=True, no_colour_box=False, data=[str(fixture_data)],
                                     clinical_data=[]))
     before, after = load_model(trained_weights), load_model(out)
     assert after[1]["calibration"] == before[1]["calibration"] and after[1]["thresholds"] == before[1]["thresholds"]
@@ -854,7 +854,7 @@ def test_a_toned_refit_without_the_colour_box_keeps_the_imagenet_measure(measure
     from training import nonskin
     out = tmp_path / "toned"
     nonskin.main(argparse.Namespace(weights=str(measured[1]), out=str(out), pictures=None, toned_groups=True,
-                                    no_colour_box=True, data=[str(fixture_data)], clinical_data=[]))
+                                    photo_head=False, no_colour_box=True, data=[str(fixture_data)], clinical_data=[]))
     (_, before, t_before), (_, after, t_after) = load_model(measured[1]), load_model(out)
     kept = [k for k in t_before if k.startswith(skin_measure.PREFIX)]
     assert kept and all(torch.equal(t_before[k], t_after[k]) for k in kept)

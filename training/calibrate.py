@@ -35,9 +35,10 @@ from model.quality import check
 from training import nonskin
 from training.data import PHOTO_TYPES, SkinDataset, cache_side, load_images, read_sources
 from training.evaluate import evaluate, write_evaluation
-from training.fitting import fit_linear_head, fit_temperature, softmax
+from training.fitting import fit_temperature, softmax
 from training.inference import network_outputs
 from training.metrics import malignant_scores, melanoma_scores, threshold_for_sensitivity, threshold_for_specificity
+from training.photo_head import choose_photo_head
 
 SENSITIVITY = 0.90       # "have it checked"
 SPECIFICITY = 0.95       # "see a dermatologist soon"
@@ -64,31 +65,6 @@ def fit_thresholds(y, p, base: dict | None = None) -> dict:
     return {"malignant": threshold_for_sensitivity(mal_y, mal_s, SENSITIVITY),
             "malignant_high": threshold_for_specificity(mal_y, mal_s, SPECIFICITY),
             "melanoma_high": max(base["melanoma_high"], melanoma_high)}
-
-
-def photo_type_accuracy(predicted: np.ndarray, kinds: np.ndarray) -> dict[str, float]:
-    """Accuracy on each photo type's rows, and their mean ("balanced")."""
-    per_type = {name: float((predicted[kinds == k] == k).mean()) for k, name in enumerate(PHOTO_TYPES)
-                if (kinds == k).any()}
-    return {**per_type, "balanced": float(np.mean(list(per_type.values())))}
-
-
-def choose_photo_head(model, train, val, kind_tr, kind_va) -> dict:
-    """Keep the trained photo-type head, or replace it by a class-balanced logistic regression on the train
-    features when that has the higher balanced accuracy on validation (the mean over photo types: most of the
-    app's users send phone photos, which are few in the data). Returns config.json's "photo_type" section."""
-    trained = photo_type_accuracy(val.photo_logits.argmax(1), kind_va)
-    balance = len(kind_tr) / (len(PHOTO_TYPES) * np.bincount(kind_tr, minlength=len(PHOTO_TYPES)))[kind_tr]
-    weight, bias = fit_linear_head(train.features, kind_tr, weights=balance)
-    refit = photo_type_accuracy((val.features @ weight.T + bias).argmax(1), kind_va)
-    better = refit["balanced"] > trained["balanced"]
-    if better:
-        with torch.no_grad():
-            model.photo_head.weight.copy_(torch.from_numpy(weight))
-            model.photo_head.bias.copy_(torch.from_numpy(bias))
-    return {"head": "class-balanced logistic regression on the train features" if better else "as trained",
-            "chosen_by": "balanced accuracy on the validation split",
-            "val_accuracy_trained_head": trained, "val_accuracy_refit_head": refit}
 
 
 def calibrate(model, df, split, cache, spec, pre, gate_spaces=GATE_SPACES, non_skin=None) -> tuple[dict, dict]:

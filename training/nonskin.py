@@ -60,6 +60,7 @@ from model.image import eval_transform, open_image
 from training.data import PHOTO_TYPES, SkinDataset
 from training.evaluate import split_rows
 from training.inference import network_outputs, picture_outputs
+from training.photo_head import choose_photo_head
 from training.skin_tone import MST, recolour
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -222,7 +223,6 @@ def main(args):
     notes, paths = [], rows["train"]["path"].to_numpy()
     record = read_record(weights)
     if args.photo_head:  # before the gate: the head only chooses which photo type's limits apply
-        from training.calibrate import choose_photo_head
         kinds = {name: ds.photo_types.numpy() for name, ds in sets.items()}
         record["photo_type_head"] = choose_photo_head(model, outputs["train"], outputs["val"], kinds["train"],
                                                       kinds["val"])
