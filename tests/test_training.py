@@ -318,6 +318,18 @@ def test_split_extends_to_new_rows_and_keeps_the_saved_ones(tmp_path):
     assert load_or_make_split(both, tmp_path, seed=0).tolist() == split.tolist()   # written, so it is reused
 
 
+
+def test_the_split_does_not_follow_the_training_seed(fixture_data, tmp_path):
+    """Runs of other seeds share one validation split (their weights may be averaged and judged on it); only
+    --split-seed draws another."""
+    from training.train import load_data
+    splits = {}
+    for name, extra in {"s1": ("--seed", "1"), "s2": ("--seed", "2"), "other": ("--split-seed", "5")}.items():
+        _, split, _ = load_data(train_args(fixture_data, tmp_path / name, *extra), tmp_path / name, 0, 1)
+        splits[name] = split.tolist()
+    assert splits["s1"] == splits["s2"]
+    assert splits["other"] != splits["s1"]
+
 def dark(image: torch.Tensor) -> float:
     """The fraction of dark pixels."""
     return (image.float().mean(0) < 120).float().mean().item()
@@ -721,6 +733,39 @@ def test_interpolation_is_the_straight_line_and_keeps_what_only_the_run_has():
     with pytest.raises(ValueError, match="between 0 and 1"):
         interpolate(start, end, 1.5)
 
+
+
+def test_the_average_of_several_runs_is_their_mean_and_only_of_one_architecture():
+    from training.soup import average
+    a = {"w": torch.zeros(3), "n": torch.tensor(5)}
+    b = {"w": torch.full((3,), 4.0), "n": torch.tensor(9)}
+    out = average([a, b])
+    assert torch.allclose(out["w"], torch.full((3,), 2.0)) and out["n"].item() == 5   # counters: the first run's
+    with pytest.raises(ValueError, match="not the same architecture"):
+        average([a, {"w": torch.zeros(2), "n": torch.tensor(1)}])
+
+
+def test_a_soup_of_two_runs_interpolates_their_mean_and_needs_one_split(trained_run, tmp_path):
+    from model.checkpoint import load_model, save_weights
+    from training import soup
+    model, config, _ = load_model(trained_run / "best")
+    record = read_record(trained_run / "best")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02)
+    other = tmp_path / "other"
+    save_weights(model, other / "best", {**config, **record})
+    shutil.copyfile(trained_run / "split.csv", other / "split.csv")
+    out = soup.soup(trained_run / "best", [trained_run, other], 1.0, tmp_path / "soup")
+    mixed = load_model(out / "best")[0].state_dict()
+    best = load_model(trained_run / "best")[0].state_dict()
+    name = next(k for k, v in best.items() if v.is_floating_point() and "running" not in k)
+    assert torch.allclose(mixed[name], best[name] + 0.01, atol=1e-6)          # the mean of the two runs
+    assert read_record(out / "best")["training"]["interpolation"]["runs_averaged"] == [str(trained_run), str(other)]
+    assert f"--run {trained_run} {other}" in (out / "command.txt").read_text()
+    (other / "split.csv").write_text("image_id,label4,split\nx,benign,val\n")
+    with pytest.raises(SystemExit, match="different splits"):
+        soup.soup(trained_run / "best", [trained_run, other], 1.0, tmp_path / "soup2")
 
 def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fixture_data, tmp_path):
     from model.checkpoint import load_model, read_card, save_weights

@@ -225,14 +225,14 @@ def load_data(args, run: Path, rank: int, world: int):
         run.mkdir(parents=True, exist_ok=True)
         if args.split_from and not (run / SPLIT_FILE).is_file():
             (run / SPLIT_FILE).write_bytes((Path(args.split_from) / SPLIT_FILE).read_bytes())
-        split = load_or_make_split(df, run, args.seed, extend=True)
+        split = load_or_make_split(df, run, args.split_seed, extend=True)
         print(f"metadata hidden as a label shortcut: {df.attrs['hidden_metadata'] or 'none'}")
         if args.hold_out_source:
             split = hold_out(df, split, args.hold_out_source, run)
     if world > 1:
         dist.barrier()
     if rank != 0:
-        split = load_or_make_split(df, run, args.seed, extend=True)
+        split = load_or_make_split(df, run, args.split_seed, extend=True)
     return df, split, spec
 
 
@@ -497,7 +497,10 @@ def get_args_parser():
     p.add_argument("--ema-decay", type=float, default=0.998)
     p.add_argument("--aug", type=float, default=1.0, help="augmentation strength (0 = flips only)")
     p.add_argument("--meta-dropout", type=float, default=0.3, help="chance of hiding all metadata of a training image")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, sampling and augmentation")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/val/test split (and of rows added to a --split-from split); kept apart "
+                        "from --seed so that runs of other seeds share one validation split")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
