@@ -143,7 +143,8 @@ def refusal(q: Quality, d: float | None, limits: dict, nonskin_score: float | No
     for no skin, pixel noise, or a style far from every training group (where the weights have the gate)."""
     if q.flat:
         return "flat"
-    if q.skin_fraction < limits.get("skin_fraction_min", 0.0):
+    if q.skin_fraction < limits.get("skin_fraction_min", 0.0) \
+            or q.skin_fraction_wide < limits.get("skin_fraction_wide_min", 0.0):
         return "no_skin"
     if q.sharpness > limits.get("sharpness_max", float("inf")):
         return "noise"

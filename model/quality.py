@@ -14,6 +14,12 @@ DARK_MEAN = 50  # a mean grey level (0-255) below this: "very dark"
 BRIGHT_MEAN = 220  # a mean grey level above this: "very bright"
 WHITE_LEVEL, WHITE_SHARE = 250, 0.3  # more than WHITE_SHARE of the pixels at WHITE_LEVEL or above: "overexposed"
 SKIN_CR, SKIN_CB = (133, 180), (70, 135)  # the skin-tone box in YCbCr (Cr and Cb ranges, inclusive)
+# The wide box (a gate's `skin_fraction_wide_min`): the box, plus, at the dark and the light ends of luma (under
+# SKIN_WIDE_LUMA[0] or over SKIN_WIDE_LUMA[1]), where the chroma of skin shrinks towards neutral, every pixel that
+# is warm: Cr at least SKIN_WIDE_WARMTH over Cb (neutral grey has Cr = Cb = 128). The Monk Skin Tone reference
+# colours 1, 9 and 10 (f6ede4 at luma 238, 3a312a at 50, 292420 at 37) lie at Cr 130-133, on or under the box's
+# floor of 133, and at Cr - Cb = 5 to 11.
+SKIN_WIDE_LUMA, SKIN_WIDE_WARMTH = (72, 208), 3
 # Sharpness = strongest gradients / intensity range, on a 256-pixel thumbnail. On the training images the
 # 1st percentile is 0.066; the same images blurred (Gaussian, sigma 3 px) have a median of 0.05.
 BLUR_THRESHOLD = 0.06
@@ -38,11 +44,16 @@ def sharpness(grey: np.ndarray) -> float:
     return float(np.percentile(np.hypot(gx, gy), 99.5) / (hi - lo + 1e-6))
 
 
-def skin_fraction(small: Image.Image) -> float:
-    """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included)."""
+def skin_fraction(small: Image.Image, wide: bool = False) -> float:
+    """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included);
+    `wide`: the wide box (the darkest and the lightest skin too, see SKIN_WIDE_LUMA)."""
     ycc = np.asarray(small.convert("YCbCr"), dtype=np.float32)
-    cb, cr = ycc[..., 1], ycc[..., 2]
-    return float(((cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])).mean())
+    y, cb, cr = ycc[..., 0], ycc[..., 1], ycc[..., 2]
+    skin = (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+    if wide:
+        ends = (y < SKIN_WIDE_LUMA[0]) | (y > SKIN_WIDE_LUMA[1])
+        skin |= ends & (cr - cb >= SKIN_WIDE_WARMTH) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0])
+    return float(skin.mean())
 
 
 def otsu(values: np.ndarray) -> float:
@@ -85,6 +96,7 @@ class Quality:
     sharpness: float
     spot_offset: float | None = None  # see spot_offset
     size: tuple[int, int] = (0, 0)    # the photo's width and height
+    skin_fraction_wide: float = 0.0   # the same share in the wide box (see skin_fraction)
 
     def warnings(self, lang: str = "en") -> list[str]:
         """The warnings in plain words."""
@@ -111,4 +123,4 @@ def check(img: Image.Image) -> Quality:
     offset = None if flat else spot_offset(small)
     if offset is not None and offset > OFF_CENTRE:
         warnings.append("off_centre")
-    return Quality(warnings, flat, skin_fraction(small), sharp, offset, img.size)
+    return Quality(warnings, flat, skin_fraction(small), sharp, offset, img.size, skin_fraction(small, wide=True))

@@ -56,6 +56,31 @@ def test_refusal_names_the_check_that_failed(flat, skin, sharp, d, expected):
     assert ood.refusal(q, d, limits) == expected
 
 
+
+@pytest.mark.parametrize("colour, box, wide", [
+    ("f6ede4", None, True), ("3a312a", None, True),   # MST 1, 9: on the box's floor (about half in), the wide box
+    ("292420", False, True),                          # MST 10: the wide box only
+    ("a07e56", True, True), ("d7bd96", True, True),                             # MST 6, 5: both
+    ("808080", False, False), ("202020", False, False), ("f0f0f0", False, False),  # greys: neither
+    ("3050c0", False, False), ("30a040", False, False)])                       # blue, green: neither
+def test_the_wide_colour_box_takes_the_darkest_and_lightest_skin_and_no_grey(colour, box, wide):
+    from PIL import Image
+
+    from model.quality import skin_fraction
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (0, 2, 4)], dtype=np.float32)
+    noise = np.random.default_rng(0).normal(0, 1.5, (64, 64, 3))           # a camera's grain
+    small = Image.fromarray(np.clip(rgb + noise, 0, 255).astype(np.uint8))
+    if box is not None:
+        assert (skin_fraction(small) > 0.9) == box and (skin_fraction(small) < 0.1) == (not box)
+    assert (skin_fraction(small, wide=True) > 0.9) == wide and (skin_fraction(small, wide=True) < 0.1) == (not wide)
+
+
+def test_the_wide_box_limit_refuses_as_no_skin():
+    limits = {"skin_fraction_min": 0.0, "skin_fraction_wide_min": 0.1}
+    low = Quality(warning_codes=[], flat=False, skin_fraction=0.5, sharpness=0.2, skin_fraction_wide=0.05)
+    high = Quality(warning_codes=[], flat=False, skin_fraction=0.0, sharpness=0.2, skin_fraction_wide=0.5)
+    assert ood.refusal(low, None, limits) == "no_skin" and ood.refusal(high, None, limits) is None
+
 def test_the_non_skin_measure_scores_pictures_like_its_non_skin_side_higher():
     rng = np.random.default_rng(0)
     skin, other = rng.normal(0, 1, (300, 16)), rng.normal(0, 1, (200, 16))

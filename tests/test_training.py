@@ -691,8 +691,8 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(5, 0).repeat(5, 1)).save(
             pictures / f"{i}.png")
     nonskin.main(argparse.Namespace(weights=str(trained_weights), out=str(out), pictures=str(pictures),
-                                    photo_head=False, toned_groups=True, no_colour_box=False, data=[str(fixture_data)],
-                                    clinical_data=[]))
+                                    photo_head=False, toned_groups=True, no_colour_box=False, wide_colour_box=False,
+                                    data=[str(fixture_data)], clinical_data=[]))
     before, after = load_model(trained_weights), load_model(out)
     assert after[1]["calibration"] == before[1]["calibration"] and after[1]["thresholds"] == before[1]["thresholds"]
     net_before, net_after = before[0].state_dict(), after[0].state_dict()
@@ -704,6 +704,32 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
     assert {"threshold", "nonskin_max"} <= set(limits) and limits["threshold"] != before[1]["ood"]["threshold"]
     assert "recoloured" in read_record(out)["notes"]["ood"]["refit"]
 
+
+
+def test_the_wide_colour_box_replaces_the_box_in_every_photo_type(trained_weights, fixture_data, tmp_path):
+    """--wide-colour-box: each photo type's skin-colour limit is the wide box's, at the box's quantile of its own
+    train and validation photos; the box itself then refuses nothing; nothing else of the gate changes."""
+    from PIL import Image
+
+    from model import ood
+    from model.checkpoint import load_model, metadata_spec
+    from model.quality import check
+    from training import nonskin
+    from training.evaluate import split_rows
+    out = tmp_path / "wide"
+    nonskin.main(argparse.Namespace(weights=str(trained_weights), out=str(out), pictures=None, photo_head=False,
+                                    toned_groups=False, no_colour_box=False, wide_colour_box=True,
+                                    data=[str(fixture_data)], clinical_data=[]))
+    (_, before, t_before), (_, after, t_after) = load_model(trained_weights), load_model(out)
+    assert all(torch.equal(t_before[k], t_after[k]) for k in t_before)
+    spec = metadata_spec(before)
+    rows = pd.concat([split_rows([str(fixture_data)], [], spec, trained_weights / "split.csv", s)
+                      for s in ("train", "val")], ignore_index=True)
+    first = before["photo_types"][0]
+    shares = [check(Image.open(path)).skin_fraction_wide for path in rows[rows["photo_type"] == first]["path"]]
+    assert after["ood"]["skin_fraction_wide_min"] == pytest.approx(np.quantile(shares, ood.SKIN_QUANTILE))
+    assert after["ood"]["skin_fraction_min"] == 0.0 and after["ood"]["threshold"] != 0
+    assert "wide skin-colour box" in read_record(out)["notes"]["ood"]["refit"]
 
 def test_the_collection_probe_tells_collections_apart_only_where_the_features_do(trained_weights, fixture_data):
     from training import collection_probe
@@ -899,7 +925,8 @@ def test_a_toned_refit_without_the_colour_box_keeps_the_imagenet_measure(measure
     from training import nonskin
     out = tmp_path / "toned"
     nonskin.main(argparse.Namespace(weights=str(measured[1]), out=str(out), pictures=None, toned_groups=True,
-                                    photo_head=False, no_colour_box=True, data=[str(fixture_data)], clinical_data=[]))
+                                    photo_head=False, no_colour_box=True, wide_colour_box=False,
+                                    data=[str(fixture_data)], clinical_data=[]))
     (_, before, t_before), (_, after, t_after) = load_model(measured[1]), load_model(out)
     kept = [k for k in t_before if k.startswith(skin_measure.PREFIX)]
     assert kept and all(torch.equal(t_before[k], t_after[k]) for k in kept)

@@ -38,6 +38,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
@@ -57,6 +58,7 @@ from model.checkpoint import (
     write_record,
 )
 from model.image import eval_transform, open_image
+from model.quality import check
 from training.data import PHOTO_TYPES, SkinDataset
 from training.evaluate import split_rows
 from training.inference import network_outputs, picture_outputs
@@ -196,6 +198,20 @@ def drop_colour_box(section: dict) -> None:
             limits["skin_fraction_min"] = 0.0
 
 
+def widen_colour_box(section: dict, types: list, rows, qualities: list) -> None:
+    """Replace every photo type's skin-colour share limit by the wide box's (model/quality.py), fitted as the
+    box's was: at ood.SKIN_QUANTILE of that type's `qualities` (the train and validation photos, `rows`)."""
+    kinds = rows["photo_type"].to_numpy()
+    for i, name in enumerate(types):
+        m = kinds == name if name is not None else np.ones(len(rows), bool)
+        if not m.any():
+            continue
+        limits = section if i == 0 else section.setdefault("by_photo_type", {}).setdefault(name, {})
+        shares = [q.skin_fraction_wide for q, keep in zip(qualities, m, strict=True) if keep]
+        limits["skin_fraction_min"] = 0.0
+        limits["skin_fraction_wide_min"] = float(np.quantile(shares, ood.SKIN_QUANTILE))
+
+
 TONED_GROUP = 1000  # the recoloured photos' groups: their own group's id plus this
 
 
@@ -263,6 +279,13 @@ def main(args):
     if args.no_colour_box:
         drop_colour_box(settings["ood"])
         notes.append("no skin-colour box (skin_fraction_min 0 for every photo type)")
+    elif args.wide_colour_box:
+        both = pd.concat([rows["train"], rows["val"]], ignore_index=True)
+        qualities = [check(open_image(path)) for path in both["path"]]
+        widen_colour_box(settings["ood"], list(settings.get("photo_types") or [None]), both, qualities)
+        notes.append(f"the wide skin-colour box (model/quality.py: warm pixels also count at the dark and light ends "
+                     f"of luma), each photo type's limit at the {ood.SKIN_QUANTILE} quantile of its train and "
+                     f"validation photos")
     settings["weights_sha256"] = sha256(out / WEIGHTS_FILE)
     write_config(out, settings)
     record.setdefault("notes", {}).setdefault("ood", {})["refit"] = "; ".join(notes)
@@ -282,6 +305,8 @@ if __name__ == "__main__":
                    help="refit the photo-type head on the split's train rows (kept only if it is better on validation)")
     p.add_argument("--no-colour-box", action="store_true",
                    help="drop the fixed skin-colour box (skin_fraction_min 0 for every photo type)")
+    p.add_argument("--wide-colour-box", action="store_true",
+                   help="the skin-colour share in the wide box (model/quality.py), its limits refitted")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--clinical-data", nargs="*", default=[])
     main(p.parse_args())
