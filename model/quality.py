@@ -44,16 +44,20 @@ def sharpness(grey: np.ndarray) -> float:
     return float(np.percentile(np.hypot(gx, gy), 99.5) / (hi - lo + 1e-6))
 
 
-def skin_fraction(small: Image.Image, wide: bool = False) -> float:
-    """Share of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy included);
-    `wide`: the wide box (the darkest and the lightest skin too, see SKIN_WIDE_LUMA)."""
+def skin_fractions(small: Image.Image) -> tuple[float, float]:
+    """Shares of pixels in a broad skin-tone range of YCbCr (any skin colour under white light, dermoscopy
+    included): the box's, and the wide box's (the darkest and the lightest skin too, see SKIN_WIDE_LUMA)."""
     ycc = np.asarray(small.convert("YCbCr"), dtype=np.float32)
     y, cb, cr = ycc[..., 0], ycc[..., 1], ycc[..., 2]
-    skin = (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
-    if wide:
-        ends = (y < SKIN_WIDE_LUMA[0]) | (y > SKIN_WIDE_LUMA[1])
-        skin |= ends & (cr - cb >= SKIN_WIDE_WARMTH) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0])
-    return float(skin.mean())
+    box = (cr >= SKIN_CR[0]) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]) & (cb <= SKIN_CB[1])
+    ends = (y < SKIN_WIDE_LUMA[0]) | (y > SKIN_WIDE_LUMA[1])
+    wide = box | (ends & (cr - cb >= SKIN_WIDE_WARMTH) & (cr <= SKIN_CR[1]) & (cb >= SKIN_CB[0]))
+    return float(box.mean()), float(wide.mean())
+
+
+def skin_fraction(small: Image.Image, wide: bool = False) -> float:
+    """The box's share of skin-toned pixels (`wide`: the wide box's), see skin_fractions."""
+    return skin_fractions(small)[wide]
 
 
 def otsu(values: np.ndarray) -> float:
@@ -123,4 +127,5 @@ def check(img: Image.Image) -> Quality:
     offset = None if flat else spot_offset(small)
     if offset is not None and offset > OFF_CENTRE:
         warnings.append("off_centre")
-    return Quality(warnings, flat, skin_fraction(small), sharp, offset, img.size, skin_fraction(small, wide=True))
+    box, wide = skin_fractions(small)  # one colour conversion for both
+    return Quality(warnings, flat, box, sharp, offset, img.size, wide)

@@ -56,7 +56,6 @@ def test_refusal_names_the_check_that_failed(flat, skin, sharp, d, expected):
     assert ood.refusal(q, d, limits) == expected
 
 
-
 @pytest.mark.parametrize("colour, box, wide", [
     ("f6ede4", None, True), ("3a312a", None, True),   # MST 1, 9: on the box's floor (about half in), the wide box
     ("292420", False, True),                          # MST 10: the wide box only
@@ -80,6 +79,7 @@ def test_the_wide_box_limit_refuses_as_no_skin():
     low = Quality(warning_codes=[], flat=False, skin_fraction=0.5, sharpness=0.2, skin_fraction_wide=0.05)
     high = Quality(warning_codes=[], flat=False, skin_fraction=0.0, sharpness=0.2, skin_fraction_wide=0.5)
     assert ood.refusal(low, None, limits) == "no_skin" and ood.refusal(high, None, limits) is None
+
 
 def test_the_non_skin_measure_scores_pictures_like_its_non_skin_side_higher():
     rng = np.random.default_rng(0)
@@ -118,6 +118,7 @@ def test_the_limits_of_the_chosen_photo_type_apply():
     phone_like = Quality(warning_codes=[], flat=False, skin_fraction=0.05, sharpness=0.2)
     assert ood.refusal(phone_like, 1.0, limits["clinical"]) is None
     assert ood.refusal(phone_like, 1.0, limits["dermoscopic"]) == "no_skin"
+
 
 def test_style_is_the_mean_and_spread_of_each_channel():
     maps = torch.randn(2, 3, 5, 7)

@@ -53,6 +53,7 @@ def test_the_cheap_checks_limits_come_from_the_train_and_validation_images(train
     assert limits["level"] == ood.LEVEL
     assert read_record(trained_run / "weights")["notes"]["ood"]["quantile_on_val"] == ood.QUANTILE
 
+
 @pytest.fixture
 def weights_without_metrics(trained_weights, tmp_path) -> Path:
     """A copy of the trained weights (the commands write into their folder) whose record has no metrics yet,
@@ -318,7 +319,6 @@ def test_split_extends_to_new_rows_and_keeps_the_saved_ones(tmp_path):
     assert load_or_make_split(both, tmp_path, seed=0).tolist() == split.tolist()   # written, so it is reused
 
 
-
 def test_the_split_does_not_follow_the_training_seed(fixture_data, tmp_path):
     """Runs of other seeds share one validation split (their weights may be averaged and judged on it); only
     --split-seed draws another."""
@@ -329,6 +329,7 @@ def test_the_split_does_not_follow_the_training_seed(fixture_data, tmp_path):
         splits[name] = split.tolist()
     assert splits["s1"] == splits["s2"]
     assert splits["other"] != splits["s1"]
+
 
 def dark(image: torch.Tensor) -> float:
     """The fraction of dark pixels."""
@@ -705,7 +706,6 @@ def test_the_gate_of_a_weights_folder_is_refitted_with_skin_tones_and_the_non_sk
     assert "recoloured" in read_record(out)["notes"]["ood"]["refit"]
 
 
-
 def test_the_wide_colour_box_replaces_the_box_in_every_photo_type(trained_weights, fixture_data, tmp_path):
     """--wide-colour-box: each photo type's skin-colour limit is the wide box's, at the box's quantile of its own
     train and validation photos; the box itself then refuses nothing; nothing else of the gate changes."""
@@ -731,6 +731,7 @@ def test_the_wide_colour_box_replaces_the_box_in_every_photo_type(trained_weight
     assert after["ood"]["skin_fraction_wide_min"] == pytest.approx(np.quantile(shares, ood.SKIN_QUANTILE))
     assert after["ood"]["skin_fraction_min"] == 0.0 and after["ood"]["threshold"] != 0
     assert "wide skin-colour box" in read_record(out)["notes"]["ood"]["refit"]
+
 
 def test_the_collection_probe_tells_collections_apart_only_where_the_features_do(trained_weights, fixture_data):
     from training import collection_probe
@@ -759,7 +760,6 @@ def test_interpolation_is_the_straight_line_and_keeps_what_only_the_run_has():
         interpolate({"w": torch.zeros(2)}, end, 0.5)
     with pytest.raises(ValueError, match="between 0 and 1"):
         interpolate(start, end, 1.5)
-
 
 
 def test_the_average_of_several_runs_is_their_mean_and_only_of_one_architecture():
@@ -793,6 +793,7 @@ def test_a_soup_of_two_runs_interpolates_their_mean_and_needs_one_split(trained_
     (other / "split.csv").write_text("image_id,label4,split\nx,benign,val\n")
     with pytest.raises(SystemExit, match="different splits"):
         soup.soup(trained_run / "best", [trained_run, other], 1.0, tmp_path / "soup2")
+
 
 def test_an_interpolated_network_is_a_run_folder_that_calibrates(trained_run, fixture_data, tmp_path):
     from model.checkpoint import load_model, read_card, save_weights
